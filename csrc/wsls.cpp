@@ -1,0 +1,18 @@
+// Every schema of the wsls operator library, in one place. Each backend registers its kernels in
+// its own file with TORCH_LIBRARY_IMPL; Python attaches fake kernels and autograd (wsls/ops).
+#include <torch/library.h>
+
+TORCH_LIBRARY(wsls, m) {
+  // features (B, K, H, W, D), cls_weight (K), cls_bias (1), att_weight (3, K); see
+  // attention_cam/attention_cam.h. pooled (B, H + W + D, K) is kept for the backward.
+  m.def(
+      "attention_cam(Tensor features, Tensor cls_weight, Tensor cls_bias, Tensor att_weight, "
+      "str fusion='mean') -> (Tensor logits, Tensor cam, Tensor acam, Tensor scores_h, "
+      "Tensor scores_w, Tensor scores_d, Tensor pooled)",
+      {at::Tag::pt2_compliant_tag});
+  m.def(
+      "attention_cam_backward(Tensor grad_logits, Tensor pooled, Tensor cls_weight, "
+      "Tensor att_weight, SymInt height, SymInt width, SymInt depth) -> (Tensor grad_features, "
+      "Tensor grad_cls_weight, Tensor grad_cls_bias, Tensor grad_att_weight)",
+      {at::Tag::pt2_compliant_tag});
+}

@@ -95,7 +95,9 @@ header = generated / "wsls_build_config.h"
 if not header.exists() or header.read_text() != config:
     header.write_text(config)
 
-cxx_flags = ["-O3", "-fopenmp-simd"]
+# -fopenmp: at::parallel_for is header code that runs serially unless OpenMP is on.
+cxx_flags = ["-O3", "-fopenmp", "-Wno-psabi"]
+link_flags = ["-fopenmp"]
 nvcc_flags = ["-O3", "-lineinfo"]
 include_dirs = [str(csrc), str(generated)]
 if with_cuda:
@@ -106,10 +108,15 @@ if with_cuda:
         sources + cuda_sources,
         include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+        extra_link_args=link_flags,
     )
 else:
     ext = CppExtension(
-        "wsls._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags}
+        "wsls._C",
+        sources,
+        include_dirs=include_dirs,
+        extra_compile_args={"cxx": cxx_flags},
+        extra_link_args=link_flags,
     )
 
 log(f"torch {torch.__version__} (CUDA {cuda_version or 'none'}), python {sys.version.split()[0]}")

@@ -9,6 +9,14 @@
 #define WSLS_HOST_DEVICE inline
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define WSLS_ALWAYS_INLINE inline __attribute__((always_inline))
+#define WSLS_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define WSLS_ALWAYS_INLINE inline
+#define WSLS_INLINE_LAMBDA
+#endif
+
 namespace wsls {
 
 // The storage types a kernel may be instantiated for; the torch glue maps at::ScalarType to it.

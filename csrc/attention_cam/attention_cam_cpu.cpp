@@ -8,49 +8,131 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
+#include "../cpu_isa.h"
 #include "attention_cam_glue.h"
 
 namespace wsls {
 namespace attention_cam {
 namespace {
 
-// Sum of n contiguous values in independent lanes, so the loop vectorises without reassociation.
-template <typename acc_t, typename T>
-inline acc_t row_sum(const T* x, int64_t n) {
-  constexpr int kLanes = 8;
-  acc_t lane[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lane[j] += static_cast<acc_t>(x[i + j]);
+// 32-byte vectors (GCC/clang vector extensions): AVX registers in the AVX2 build of the hot loop,
+// pairs of SSE registers in the portable one.
+template <typename acc_t>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+
+template <typename V, typename acc_t, typename T>
+WSLS_ALWAYS_INLINE V load_vec(const T* p) {
+  V v;
+  if constexpr (std::is_same_v<T, acc_t>) {
+    std::memcpy(&v, p, sizeof(V));
+  } else {
+    for (size_t j = 0; j < sizeof(V) / sizeof(acc_t); ++j) v[j] = static_cast<acc_t>(p[j]);
   }
-  acc_t s = 0;
-  for (int j = 0; j < kLanes; ++j) s += lane[j];
-  for (; i < n; ++i) s += static_cast<acc_t>(x[i]);
-  return s;
+  return v;
+}
+
+template <typename V>
+WSLS_ALWAYS_INLINE void store_vec(void* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// The hot loop. For G channels of sample b and rows h in [h0, h1): adds the channels' CAM
+// contributions to cam (the sample's H x W x D map), each channel's values summed over h to
+// S (G x W*D), and writes each row's slab sum to row_sums[h * K + g].
+template <int G, typename T, typename acc_t>
+WSLS_ALWAYS_INLINE void pool_group(const T* __restrict__ x0, int64_t channel_stride, int64_t h0,
+                                   int64_t h1, int64_t WD, const acc_t* __restrict__ wc,
+                                   acc_t* __restrict__ cam, acc_t* __restrict__ S,
+                                   acc_t* __restrict__ row_sums, int64_t K) {
+  using V = typename Vec<acc_t>::type;
+  constexpr int N = sizeof(V) / sizeof(acc_t);
+  V w[G];
+  for (int g = 0; g < G; ++g) w[g] = V{} + wc[g];
+  for (int64_t h = h0; h < h1; ++h) {
+    const T* x = x0 + h * WD;
+    acc_t* c = cam + h * WD;
+    V tot[G];
+    acc_t tail[G];
+    for (int g = 0; g < G; ++g) {
+      tot[g] = V{};
+      tail[g] = 0;
+    }
+    int64_t i = 0;
+    for (; i + N <= WD; i += N) {
+      V cv = load_vec<V, acc_t>(c + i);
+      for (int g = 0; g < G; ++g) {
+        const V v = load_vec<V, acc_t>(x + g * channel_stride + i);
+        cv += w[g] * v;
+        store_vec(S + g * WD + i, load_vec<V, acc_t>(S + g * WD + i) + v);
+        tot[g] += v;
+      }
+      store_vec(c + i, cv);
+    }
+    for (; i < WD; ++i) {
+      for (int g = 0; g < G; ++g) {
+        const acc_t v = static_cast<acc_t>(x[g * channel_stride + i]);
+        c[i] += w[g][0] * v;
+        S[g * WD + i] += v;
+        tail[g] += v;
+      }
+    }
+    for (int g = 0; g < G; ++g) {
+      acc_t t = tail[g];
+      for (int j = 0; j < N; ++j) t += tot[g][j];
+      row_sums[h * K + g] = t;
+    }
+  }
+}
+
+// Feature gradient of one channel: out[h, w, d] = a[h] + (a[H + w] + a[H + W + d]) with a the
+// per-slice terms (H + W + D); pattern is W * D scratch.
+template <typename T, typename acc_t>
+WSLS_ALWAYS_INLINE void write_channel_grad(const acc_t* __restrict__ a, int64_t H, int64_t W,
+                                           int64_t D, acc_t* __restrict__ pattern,
+                                           T* __restrict__ out) {
+  const int64_t WD = W * D;
+  for (int64_t w = 0; w < W; ++w) {
+    for (int64_t d = 0; d < D; ++d) pattern[w * D + d] = a[H + w] + a[H + W + d];
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    const acc_t ah = a[h];
+    T* __restrict__ o = out + h * WD;
+    for (int64_t i = 0; i < WD; ++i) o[i] = static_cast<T>(ah + pattern[i]);
+  }
+}
+
+// Adds the W-sums (over d) and D-sums (over w) of one channel's W x D map S to dst[j * K]
+// (j < W: W-slices, then D-slices).
+template <typename acc_t>
+void reduce_slab(const acc_t* S, int64_t W, int64_t D, acc_t* dst, int64_t K) {
+  for (int64_t w = 0; w < W; ++w) {
+    acc_t s = 0;
+    for (int64_t d = 0; d < D; ++d) s += S[w * D + d];
+    dst[w * K] += s;
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    acc_t s = 0;
+    for (int64_t w = 0; w < W; ++w) s += S[w * D + d];
+    dst[(W + d) * K] += s;
+  }
 }
 
 // Rows (b, h) of the features are split into contiguous chunks, one per thread. A chunk owns the
-// CAM and the H-pooling of its rows outright; the W- and D-poolings of a sample sum over all its
-// rows, so a sample cut by a chunk boundary gets per-chunk partial sums, added in chunk order.
-struct Chunk {
-  int64_t r0, r1;          // rows [r0, r1) of B * H
-  int64_t first_b, last_b; // samples of its first and last segment
-  bool first_partial, last_partial;
-};
-
-inline Chunk make_chunk(int64_t c, int64_t n_chunks, int64_t rows, int64_t H) {
-  Chunk ch;
-  ch.r0 = rows * c / n_chunks;
-  ch.r1 = rows * (c + 1) / n_chunks;
-  ch.first_b = ch.r0 / H;
-  ch.last_b = (ch.r1 - 1) / H;
-  ch.first_partial = ch.r0 % H != 0 || ch.r1 < (ch.first_b + 1) * H;
-  ch.last_partial = ch.last_b != ch.first_b && ch.r1 % H != 0;
-  return ch;
-}
-
+// CAM and the H-pooling of its rows outright. The W- and D-poolings of a sample sum over all its
+// rows: the chunk holding the sample's first row adds its sums to the output directly; a chunk
+// starting inside a sample keeps that sample's sums in its slot, added afterwards in chunk order.
 template <typename T>
 void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight, const at::Tensor& cls_bias,
                   const at::Tensor& att_weight, int fusion, const Sizes& sz, ForwardResult& out) {
@@ -71,68 +153,67 @@ void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight, cons
   cam_acc_t.zero_();
   acc_t* cam_acc = cam_acc_t.data_ptr<acc_t>();
 
+  // Scratch stays within about 10 % of the outputs: channel groups of G (the per-chunk sums over
+  // h, G x W x D) and blocks of kb channels (the per-chunk slot, kb x (W + D)).
   const int64_t n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
-  // Channels go in blocks so that the partial sums stay within about 5 % of the outputs' size.
-  const int64_t out_elems = 2 * B * HWD + B * L * (K + 1) + B;
-  const int64_t kb = std::min(K, std::max<int64_t>(16, out_elems / 20 / (3 * n_chunks * WpD)));
-  at::Tensor scratch_t = at::empty({n_chunks, 3, kb, WpD}, pooled.options());
-  acc_t* scratch = scratch_t.data_ptr<acc_t>();
+  const int64_t budget = (2 * B * HWD + B * L * (K + 1) + B) / 20;  // 5 % each, in elements
+  const int G = budget >= 4 * n_chunks * WD ? 4 : (budget >= 2 * n_chunks * WD ? 2 : 1);
+  const int64_t kb = std::min(K, std::max<int64_t>(16, budget / (n_chunks * WpD)));
+  at::Tensor sums_t = at::empty({n_chunks, G, WD}, pooled.options());
+  at::Tensor slots_t = at::empty({n_chunks, kb, WpD}, pooled.options());
+  acc_t* sums = sums_t.data_ptr<acc_t>();
+  acc_t* slots = slots_t.data_ptr<acc_t>();
+  auto run_group = [&](int g, const T* x0, int64_t h0, int64_t h1, const acc_t* w, acc_t* cam_b,
+                       acc_t* S, acc_t* row_sums) {
+    const int64_t cs = H * WD;
+    run_with_best_isa([&]() WSLS_INLINE_LAMBDA {
+      if (g == 4) {
+        pool_group<4, T, acc_t>(x0, cs, h0, h1, WD, w, cam_b, S, row_sums, K);
+      } else if (g == 2) {
+        pool_group<2, T, acc_t>(x0, cs, h0, h1, WD, w, cam_b, S, row_sums, K);
+      } else {
+        pool_group<1, T, acc_t>(x0, cs, h0, h1, WD, w, cam_b, S, row_sums, K);
+      }
+    });
+  };
 
   for (int64_t k0 = 0; k0 < K; k0 += kb) {
     const int64_t kn = std::min(kb, K - k0);
     at::parallel_for(0, n_chunks, 1, [&](int64_t c_begin, int64_t c_end) {
       for (int64_t c = c_begin; c < c_end; ++c) {
-        const Chunk ch = make_chunk(c, n_chunks, rows, H);
-        acc_t* slots = scratch + c * 3 * kb * WpD;
-        for (int64_t r = ch.r0; r < ch.r1;) {
-          const int64_t b = r / H;
-          const int64_t seg_end = std::min(ch.r1, (b + 1) * H);
-          const bool partial = (b == ch.first_b && ch.first_partial) ||
-                               (b == ch.last_b && ch.last_partial);
-          acc_t* buf = slots + (partial ? (b == ch.first_b ? 0 : 1) : 2) * kb * WpD;
-          std::fill(buf, buf + kn * WpD, acc_t(0));
-          for (; r < seg_end; ++r) {
-            const int64_t h = r % H;
-            acc_t* cam_row = cam_acc + r * WD;
-            for (int64_t kl = 0; kl < kn; ++kl) {
-              const int64_t k = k0 + kl;
-              const T* slab = F + ((b * K + k) * H + h) * WD;
-              const acc_t wk = wc[k];
-              acc_t* acc_w = buf + kl * WpD;
-              acc_t* acc_d = acc_w + W;
-              acc_t total = 0;
-              for (int64_t w = 0; w < W; ++w) {
-                const T* row = slab + w * D;
-                acc_t* cam_w = cam_row + w * D;
-                for (int64_t d = 0; d < D; ++d) {
-                  const acc_t v = static_cast<acc_t>(row[d]);
-                  cam_w[d] += wk * v;
-                  acc_d[d] += v;
-                }
-                const acc_t rs = row_sum<acc_t>(row, D);
-                acc_w[w] += rs;
-                total += rs;
+        const int64_t r0 = rows * c / n_chunks, r1 = rows * (c + 1) / n_chunks;
+        acc_t* S = sums + c * G * WD;
+        acc_t* slot = slots + c * kb * WpD;
+        for (int64_t r = r0; r < r1;) {
+          const int64_t b = r / H, h0 = r % H, h1 = std::min(r1 - b * H, H);
+          if (h0 != 0) std::fill(slot, slot + kn * WpD, acc_t(0));
+          for (int64_t kl = 0; kl < kn;) {
+            const int g = static_cast<int>(std::min<int64_t>(G, kn - kl));
+            const int64_t k = k0 + kl;
+            std::fill(S, S + g * WD, acc_t(0));
+            run_group(g == 3 ? 2 : g, F + (b * K + k) * H * WD, h0, h1, wc + k, cam_acc + b * HWD,
+                      S, P + b * L * K + k);
+            const int done = g == 3 ? 2 : g;
+            for (int gi = 0; gi < done; ++gi) {
+              if (h0 == 0) {
+                reduce_slab(S + gi * WD, W, D, P + (b * L + H) * K + k + gi, K);
+              } else {
+                reduce_slab(S + gi * WD, W, D, slot + kl + gi, kb);
               }
-              P[(b * L + h) * K + k] = total;
             }
+            kl += done;
           }
-          if (!partial) {  // the chunk holds the whole sample: its W/D sums are final
-            for (int64_t kl = 0; kl < kn; ++kl) {
-              for (int64_t j = 0; j < WpD; ++j) P[(b * L + H + j) * K + k0 + kl] = buf[kl * WpD + j];
-            }
-          }
+          r = b * H + h1;
         }
       }
     });
-    for (int64_t c = 0; c < n_chunks; ++c) {  // samples cut by chunk boundaries, in chunk order
-      const Chunk ch = make_chunk(c, n_chunks, rows, H);
-      for (int slot = 0; slot < 2; ++slot) {
-        if (!(slot == 0 ? ch.first_partial : ch.last_partial)) continue;
-        const int64_t b = slot == 0 ? ch.first_b : ch.last_b;
-        const acc_t* buf = scratch + (c * 3 + slot) * kb * WpD;
-        for (int64_t kl = 0; kl < kn; ++kl) {
-          for (int64_t j = 0; j < WpD; ++j) P[(b * L + H + j) * K + k0 + kl] += buf[kl * WpD + j];
-        }
+    for (int64_t c = 0; c < n_chunks; ++c) {  // chunks starting inside a sample, in order
+      const int64_t r0 = rows * c / n_chunks;
+      if (r0 % H == 0) continue;
+      const int64_t b = r0 / H;
+      const acc_t* slot = slots + c * kb * WpD;
+      for (int64_t j = 0; j < WpD; ++j) {
+        for (int64_t kl = 0; kl < kn; ++kl) P[(b * L + H + j) * K + k0 + kl] += slot[j * kb + kl];
       }
     }
   }
@@ -241,24 +322,22 @@ void backward_impl(const at::Tensor& grad_logits, const at::Tensor& pooled, cons
   for (int64_t j = 0; j < 3 * K; ++j) gwa[j] = static_cast<T>(wsum[K + j]);
   grad_cls_bias.data_ptr<T>()[0] = static_cast<T>(bias_sum);
 
-  // Feature gradient: dF[b,k,h,w,d] = aH[h] + aW[w] + aD[d], a write-only pass.
+  // Feature gradient: dF[b,k,h,w,d] = aH[h] + (aW[w] + aD[d]), a write-only pass; the bracket
+  // is one W x D pattern per (b, k), in a per-thread buffer.
   T* gF = grad_features.data_ptr<T>();
   const int64_t WD = W * D;
-  at::parallel_for(0, B * K * H, std::max<int64_t>(1, 4096 / std::max<int64_t>(WD, 1)),
-                   [&](int64_t r0, int64_t r1) {
-                     for (int64_t r = r0; r < r1; ++r) {
-                       const int64_t bk = r / H, h = r % H;
-                       const acc_t* a = slice_grad + bk * L;
-                       const acc_t* a_w = a + H;
-                       const acc_t* a_d = a + H + W;
-                       T* out = gF + r * WD;
-                       for (int64_t w = 0; w < W; ++w) {
-                         const acc_t base = a[h] + a_w[w];
-                         T* o = out + w * D;
-                         for (int64_t d = 0; d < D; ++d) o[d] = static_cast<T>(base + a_d[d]);
-                       }
-                     }
-                   });
+  at::Tensor pattern_t = at::empty({at::get_num_threads(), WD}, pooled.options());
+  acc_t* patterns = pattern_t.data_ptr<acc_t>();
+  at::parallel_for(0, B * K, 1, [&](int64_t bk0, int64_t bk1) {
+    acc_t* pattern = patterns + at::get_thread_num() * WD;
+    for (int64_t bk = bk0; bk < bk1; ++bk) {
+      const acc_t* a = slice_grad + bk * L;
+      T* out = gF + bk * H * WD;
+      run_with_best_isa([&]() WSLS_INLINE_LAMBDA {
+        write_channel_grad<T, acc_t>(a, H, W, D, pattern, out);
+      });
+    }
+  });
 }
 
 ForwardResult attention_cam_cpu(const at::Tensor& features, const at::Tensor& cls_weight,

@@ -380,8 +380,7 @@ __global__ void grad_features_kernel(const acc_t* __restrict__ slice_grad, Sizes
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t d = idx % D, w = (idx / D) % W, h = (idx / (W * D)) % H, bk = idx / V;
     const acc_t* a = slice_grad + bk * L;
-    const acc_t base = a[h] + a[H + w];
-    grad_features[idx] = store<T>(base + a[H + W + d]);
+    grad_features[idx] = store<T>(a[h] + (a[H + w] + a[H + W + d]));
   }
 }
 

@@ -42,6 +42,7 @@ def _setup_context(ctx, inputs, output):
     ctx.spatial = tuple(features.shape[2:])
     ctx.bias_shape = cls_bias.shape
     ctx.mark_non_differentiable(*output[1:])
+    ctx.set_materialize_grads(False)  # the maps get no gradient: skip zero-filling theirs
 
 
 def _backward(ctx, grad_logits, *_unused):

@@ -2,6 +2,7 @@
 
 Environment:
   WSLS_FORCE_CPU=1         build the CPU kernels only, even with a toolkit present
+  WSLS_REQUIRE_CUDA=1      fail unless the CUDA kernels can be built (CI)
   CUDA_HOME / CUDA_PATH    the toolkit root (the folder whose lib64/ holds libcudart)
   TORCH_CUDA_ARCH_LIST     GPU architectures; default: the visible GPUs', else "8.0;9.0"
   MAX_JOBS                 parallel compile jobs (ninja)
@@ -58,6 +59,10 @@ def configure_cuda() -> Path | None:
 
 
 cuda_home = configure_cuda()
+if cuda_home is None and os.environ.get("WSLS_REQUIRE_CUDA", "0") not in ("", "0"):
+    sys.exit(
+        "[wsls setup] WSLS_REQUIRE_CUDA is set but the CUDA kernels cannot be built (see above)"
+    )
 
 import torch  # noqa: E402
 from torch.utils.cpp_extension import (  # noqa: E402
@@ -69,7 +74,9 @@ from torch.utils.cpp_extension import (  # noqa: E402
 with_cuda = cuda_home is not None
 if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
     if torch.cuda.is_available():
-        caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+        caps = sorted(
+            {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+        )
         os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(f"{a}.{b}" for a, b in caps)
     else:
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
@@ -121,7 +128,10 @@ else:
 
 log(f"torch {torch.__version__} (CUDA {cuda_version or 'none'}), python {sys.version.split()[0]}")
 if with_cuda:
-    log(f"CUDA kernels: ON, toolkit {cuda_home}, TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
+    log(
+        f"CUDA kernels: ON, toolkit {cuda_home}, "
+        f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}"
+    )
     log(f"CUDA sources: {' '.join(cuda_sources)}")
 else:
     log("CUDA kernels: OFF")

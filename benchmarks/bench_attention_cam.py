@@ -19,7 +19,10 @@ from common import fmt_mb, fmt_ms, median_seconds, peak_extra_bytes, print_table
 
 from wsls.ops import attention_cam, build_info, reference  # noqa: E402
 
-SHAPES = {"8 patches K=256 8^3": (8, 256, 8, 8, 8), "BraTS volume K=256 30x30x20": (1, 256, 30, 30, 20)}
+SHAPES = {
+    "8 patches K=256 8^3": (8, 256, 8, 8, 8),
+    "BraTS volume K=256 30x30x20": (1, 256, 30, 30, 20),
+}
 
 
 def make_inputs(shape, device, dtype=torch.float32):
@@ -53,8 +56,10 @@ def bench_device(device: str, use_compile: bool, min_run_time: float) -> None:
     impls = {"ours": attention_cam, "eager reference": reference.attention_cam}
     if use_compile:
         impls["compiled reference"] = torch.compile(reference.attention_cam)
-    print(f"\n### {device}: {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}, "
-          f"{torch.get_num_threads()} threads\n")
+    print(
+        f"\n### {device}: {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}, "
+        f"{torch.get_num_threads()} threads\n"
+    )
     rows = []
     for label, shape in SHAPES.items():
         inputs = make_inputs(shape, device)

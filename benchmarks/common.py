@@ -15,9 +15,11 @@ from torch.profiler import ProfilerActivity, profile
 def median_seconds(fn: Callable[[], object], min_run_time: float = 1.0) -> float:
     """Median wall time of fn() (CUDA synchronised), from torch.utils.benchmark."""
     fn()  # warm-up (and compile, for compiled functions)
-    return tbench.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(
-        min_run_time=min_run_time
-    ).median
+    return (
+        tbench.Timer(stmt="fn()", globals={"fn": fn})
+        .blocked_autorange(min_run_time=min_run_time)
+        .median
+    )
 
 
 def _vm_hwm_bytes() -> int:

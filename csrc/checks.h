@@ -38,9 +38,8 @@ inline void check_same_device(const at::Tensor& t, const at::Tensor& ref, const 
 
 inline void check_same_dtype(const at::Tensor& t, const at::Tensor& ref, const char* op,
                              const char* name, const char* ref_name) {
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ",
-              t.scalar_type(), " but ", ref_name, " has dtype ", ref.scalar_type(),
-              "; they must match");
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(),
+              " but ", ref_name, " has dtype ", ref.scalar_type(), "; they must match");
 }
 
 }  // namespace wsls

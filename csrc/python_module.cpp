@@ -1,7 +1,7 @@
 // The Python module wsls._C: importing it loads the library, which runs the op registrations.
 // build_info() says what this build holds. Plain CPython API: no pybind11, fast to compile.
-#include <Python.h>
 #include <ATen/Parallel.h>
+#include <Python.h>
 #include <torch/version.h>
 
 #include "wsls_build_config.h"

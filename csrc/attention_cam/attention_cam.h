@@ -1,10 +1,12 @@
 // wsls::attention_cam: the class activation map (CAM) of a 3D classifier refined by attention over
-// each axis (ACAM), fused into one pass over the features. Torch-free: included by the CUDA kernels.
+// each axis (ACAM), fused into one pass over the features. Torch-free: included by the CUDA
+// kernels.
 //
 // Forward, for features F (B, K, H, W, D), cls_weight w (K), cls_bias b (1), att_weight a (3, K):
 //   cam[b,h,w,d]   = sum_k w[k] F[b,k,h,w,d]                                      (B, H, W, D)
 //   pooled[b,l,:]  = mean of F[b,:,...] over slice l of an axis                      (B, L, K)
-//                    (L = H + W + D; rows [0,H) H-slices, [H,H+W) W-slices, then D-slices; acc type)
+//                    (L = H + W + D; rows [0,H) H-slices, [H,H+W) W-slices, then D-slices; acc
+//                    type)
 //   s_axis         = softmax over the slices of the axis of <pooled[b,l,:], a[axis]>   (B, L_axis)
 //   z[b,l]         = <pooled[b,l,:], w> (the slice mean of the CAM)
 //   logits[b]      = b + mean over the three axes of sum_l s[l] z[l]                  (B)

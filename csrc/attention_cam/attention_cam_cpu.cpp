@@ -134,8 +134,9 @@ void reduce_slab(const acc_t* S, int64_t W, int64_t D, acc_t* dst, int64_t K) {
 // rows: the chunk holding the sample's first row adds its sums to the output directly; a chunk
 // starting inside a sample keeps that sample's sums in its slot, added afterwards in chunk order.
 template <typename T>
-void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight, const at::Tensor& cls_bias,
-                  const at::Tensor& att_weight, int fusion, const Sizes& sz, ForwardResult& out) {
+void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight,
+                  const at::Tensor& cls_bias, const at::Tensor& att_weight, int fusion,
+                  const Sizes& sz, ForwardResult& out) {
   using acc_t = at::opmath_type<T>;
   const int64_t B = sz.B, K = sz.K, H = sz.H, W = sz.W, D = sz.D, L = sz.L();
   const int64_t WD = W * D, WpD = W + D, HWD = sz.voxels(), rows = B * H;
@@ -251,7 +252,8 @@ void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight, cons
       for (int64_t h = 0, i = 0; h < H; ++h) {
         for (int64_t w = 0; w < W; ++w) {
           for (int64_t d = 0; d < D; ++d, ++i) {
-            const acc_t a = acam_value(cb[i], fusion_weight(wts[h], wts[H + w], wts[H + W + d], fusion));
+            const acc_t a =
+                acam_value(cb[i], fusion_weight(wts[h], wts[H + w], wts[H + W + d], fusion));
             m = a > m ? a : m;
           }
         }
@@ -259,7 +261,8 @@ void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight, cons
       for (int64_t h = 0, i = 0; h < H; ++h) {
         for (int64_t w = 0; w < W; ++w) {
           for (int64_t d = 0; d < D; ++d, ++i) {
-            const acc_t a = acam_value(cb[i], fusion_weight(wts[h], wts[H + w], wts[H + W + d], fusion));
+            const acc_t a =
+                acam_value(cb[i], fusion_weight(wts[h], wts[H + w], wts[H + W + d], fusion));
             acam_out[b * HWD + i] = static_cast<T>(normalise(a, m));
             if (!kCamIsAcc) cam_out[b * HWD + i] = static_cast<T>(cb[i]);
           }
@@ -270,9 +273,10 @@ void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight, cons
 }
 
 template <typename T>
-void backward_impl(const at::Tensor& grad_logits, const at::Tensor& pooled, const at::Tensor& cls_weight,
-                   const at::Tensor& att_weight, const Sizes& sz, at::Tensor& grad_features,
-                   at::Tensor& grad_cls_weight, at::Tensor& grad_cls_bias, at::Tensor& grad_att_weight) {
+void backward_impl(const at::Tensor& grad_logits, const at::Tensor& pooled,
+                   const at::Tensor& cls_weight, const at::Tensor& att_weight, const Sizes& sz,
+                   at::Tensor& grad_features, at::Tensor& grad_cls_weight,
+                   at::Tensor& grad_cls_bias, at::Tensor& grad_att_weight) {
   using acc_t = at::opmath_type<T>;
   const int64_t B = sz.B, K = sz.K, H = sz.H, W = sz.W, D = sz.D, L = sz.L();
   const T* go = grad_logits.data_ptr<T>();
@@ -294,13 +298,15 @@ void backward_impl(const at::Tensor& grad_logits, const at::Tensor& pooled, cons
       for (int axis = 0; axis < 3; ++axis) {
         const int64_t begin = axis_begin(axis, H, W), n = axis_len(axis, H, W, D);
         const acc_t inv_count = acc_t(1) / acc_t(slice_count(axis, H, W, D));
-        for (int64_t l = begin; l < begin + n; ++l) slice_terms(Pb + l * K, wa + axis * K, wc, K, &g[l], &z[l]);
+        for (int64_t l = begin; l < begin + n; ++l)
+          slice_terms(Pb + l * K, wa + axis * K, wc, K, &g[l], &z[l]);
         const acc_t sz_axis = axis_softmax(&g[begin], &z[begin], n, &s[begin]);
         for (int64_t l = begin; l < begin + n; ++l) {
           slice_grad_coeffs(gl, s[l], z[l], sz_axis, &c[l], &e[l]);
           const acc_t* p = Pb + l * K;
           for (int64_t k = 0; k < K; ++k) {
-            const acc_t dp = c[l] * static_cast<acc_t>(wc[k]) + e[l] * static_cast<acc_t>(wa[axis * K + k]);
+            const acc_t dp =
+                c[l] * static_cast<acc_t>(wc[k]) + e[l] * static_cast<acc_t>(wa[axis * K + k]);
             slice_grad[(b * K + k) * L + l] = dp * inv_count;
             wg[k] += c[l] * p[k];
             wg[(1 + axis) * K + k] += e[l] * p[k];
@@ -333,9 +339,8 @@ void backward_impl(const at::Tensor& grad_logits, const at::Tensor& pooled, cons
     for (int64_t bk = bk0; bk < bk1; ++bk) {
       const acc_t* a = slice_grad + bk * L;
       T* out = gF + bk * H * WD;
-      run_with_best_isa([&]() WSLS_INLINE_LAMBDA {
-        write_channel_grad<T, acc_t>(a, H, W, D, pattern, out);
-      });
+      run_with_best_isa(
+          [&]() WSLS_INLINE_LAMBDA { write_channel_grad<T, acc_t>(a, H, W, D, pattern, out); });
     }
   });
 }
@@ -349,9 +354,9 @@ ForwardResult attention_cam_cpu(const at::Tensor& features, const at::Tensor& cl
   const at::Tensor wc = cls_weight.contiguous();
   const at::Tensor wa = att_weight.contiguous();
   ForwardResult out = allocate_forward(features, sz);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "attention_cam_cpu", [&] {
-    forward_impl<scalar_t>(f, wc, cls_bias, wa, fusion_id, sz, out);
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, f.scalar_type(), "attention_cam_cpu",
+      [&] { forward_impl<scalar_t>(f, wc, cls_bias, wa, fusion_id, sz, out); });
   check_finite_logits(std::get<0>(out), cls_weight, cls_bias, att_weight);
   return out;
 }
@@ -369,10 +374,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_cam_backwar
   at::Tensor grad_cls_weight = at::empty({sz.K}, opts);
   at::Tensor grad_cls_bias = at::empty({1}, opts);
   at::Tensor grad_att_weight = at::empty({3, sz.K}, opts);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, wc.scalar_type(), "attention_cam_backward_cpu", [&] {
-    backward_impl<scalar_t>(go, p, wc, wa, sz, grad_features, grad_cls_weight, grad_cls_bias,
-                            grad_att_weight);
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, wc.scalar_type(), "attention_cam_backward_cpu", [&] {
+        backward_impl<scalar_t>(go, p, wc, wa, sz, grad_features, grad_cls_weight, grad_cls_bias,
+                                grad_att_weight);
+      });
   return {grad_features, grad_cls_weight, grad_cls_bias, grad_att_weight};
 }
 

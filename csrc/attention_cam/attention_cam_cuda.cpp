@@ -66,8 +66,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_cam_backwar
   at::Tensor grad_cls_weight = at::empty({sz.K}, opts);
   at::Tensor grad_cls_bias = at::empty({1}, opts);
   at::Tensor grad_att_weight = at::empty({3, sz.K}, opts);
-  at::Tensor workspace =
-      at::empty({backward_workspace_bytes(sz, kind)}, opts.dtype(at::kByte));
+  at::Tensor workspace = at::empty({backward_workspace_bytes(sz, kind)}, opts.dtype(at::kByte));
   BackwardArgs args{sz,
                     kind,
                     go.data_ptr(),

@@ -77,11 +77,9 @@ inline ForwardResult allocate_forward(const at::Tensor& features, const Sizes& s
 inline void check_finite_logits(const at::Tensor& logits, const at::Tensor& cls_weight,
                                 const at::Tensor& cls_bias, const at::Tensor& att_weight) {
   if (logits.numel() == 0 || at::isfinite(logits).all().item<bool>()) return;
-  TORCH_CHECK(at::isfinite(cls_weight).all().item<bool>(), kOp,
-              ": cls_weight contains NaN or Inf");
+  TORCH_CHECK(at::isfinite(cls_weight).all().item<bool>(), kOp, ": cls_weight contains NaN or Inf");
   TORCH_CHECK(at::isfinite(cls_bias).all().item<bool>(), kOp, ": cls_bias contains NaN or Inf");
-  TORCH_CHECK(at::isfinite(att_weight).all().item<bool>(), kOp,
-              ": att_weight contains NaN or Inf");
+  TORCH_CHECK(at::isfinite(att_weight).all().item<bool>(), kOp, ": att_weight contains NaN or Inf");
   TORCH_CHECK(false, kOp,
               ": features contain NaN or Inf (or values so large that their means overflow)");
 }

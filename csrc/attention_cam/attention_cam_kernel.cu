@@ -280,7 +280,8 @@ __global__ void acam_normalise_kernel(const acc_t* __restrict__ unnormalised,
   __shared__ acc_t red[kThreads];
   const int64_t b = blockIdx.y, V = sz.voxels();
   acc_t m = 0;
-  for (int64_t i = threadIdx.x; i < gridDim.x; i += blockDim.x) m = max(m, blockmax[b * gridDim.x + i]);
+  for (int64_t i = threadIdx.x; i < gridDim.x; i += blockDim.x)
+    m = max(m, blockmax[b * gridDim.x + i]);
   m = block_max(m, red);
   for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < V;
        v += int64_t(gridDim.x) * blockDim.x) {
@@ -311,16 +312,16 @@ int forward_typed(const ForwardArgs& a, cudaStream_t stream) {
   pool_finalize_kernel<acc_t>
       <<<fin_blocks, kThreads, 0, stream>>>(ws + p.rowpart, ws + p.colpart, sz, pooled);
 
-  scores_kernel<T, acc_t><<<static_cast<unsigned>(sz.B), kThreads, 3 * sz.L() * sizeof(acc_t),
-                            stream>>>(pooled, wc, static_cast<const T*>(a.cls_bias), wa, sz,
-                                      static_cast<T*>(a.logits), static_cast<T*>(a.scores_h),
-                                      static_cast<T*>(a.scores_w), static_cast<T*>(a.scores_d),
-                                      ws + p.weights);
+  scores_kernel<T, acc_t>
+      <<<static_cast<unsigned>(sz.B), kThreads, 3 * sz.L() * sizeof(acc_t), stream>>>(
+          pooled, wc, static_cast<const T*>(a.cls_bias), wa, sz, static_cast<T*>(a.logits),
+          static_cast<T*>(a.scores_h), static_cast<T*>(a.scores_w), static_cast<T*>(a.scores_d),
+          ws + p.weights);
 
   const dim3 map_grid(static_cast<unsigned>(p.max_blocks), static_cast<unsigned>(sz.B));
-  acam_max_kernel<T, acc_t><<<map_grid, kThreads, 0, stream>>>(
-      ws + p.campart, p.groups, ws + p.weights, sz, a.fusion, static_cast<T*>(a.cam),
-      ws + p.blockmax);
+  acam_max_kernel<T, acc_t>
+      <<<map_grid, kThreads, 0, stream>>>(ws + p.campart, p.groups, ws + p.weights, sz, a.fusion,
+                                          static_cast<T*>(a.cam), ws + p.blockmax);
   acam_normalise_kernel<T, acc_t><<<map_grid, kThreads, 0, stream>>>(
       ws + p.campart, ws + p.blockmax, sz, static_cast<T*>(a.acam));
   return cudaGetLastError();
@@ -427,8 +428,7 @@ int backward_typed(const BackwardArgs& a, cudaStream_t stream) {
     grad_features_kernel<T, acc_t>
         <<<blocks, kThreads, 0, stream>>>(slice_grad, sz, static_cast<T*>(a.grad_features));
   }
-  const unsigned red_blocks =
-      static_cast<unsigned>(ceil_div<int64_t>(4 * sz.K + 1, kThreads));
+  const unsigned red_blocks = static_cast<unsigned>(ceil_div<int64_t>(4 * sz.K + 1, kThreads));
   weight_grad_reduce_kernel<T, acc_t><<<red_blocks, kThreads, 0, stream>>>(
       weight_grad, go, sz, static_cast<T*>(a.grad_cls_weight), static_cast<T*>(a.grad_cls_bias),
       static_cast<T*>(a.grad_att_weight));

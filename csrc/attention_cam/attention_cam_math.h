@@ -1,5 +1,6 @@
 // Per-element math of attention_cam, shared by the CPU and the CUDA kernels so that the CPU tests
-// cover the arithmetic the GPU runs. Everything is in the accumulation type acc_t (float or double).
+// cover the arithmetic the GPU runs. Everything is in the accumulation type acc_t (float or
+// double).
 #pragma once
 
 #include <cmath>

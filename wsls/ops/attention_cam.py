@@ -55,9 +55,7 @@ def _backward(ctx, grad_logits, *_unused):
     return grad_f, grad_w, grad_b.reshape(ctx.bias_shape), grad_att, None
 
 
-torch.library.register_autograd(
-    "wsls::attention_cam", _backward, setup_context=_setup_context
-)
+torch.library.register_autograd("wsls::attention_cam", _backward, setup_context=_setup_context)
 
 
 def attention_cam(

@@ -18,7 +18,7 @@ class AttentionCamResult(NamedTuple):
     """Outputs of ``attention_cam``.
 
     logits (B), cam (B, H, W, D) = w_cls . F (raw, not normalised), acam (B, H, W, D) in [0, 1],
-    scores_h (B, H), scores_w (B, W), scores_d (B, D): softmax attention over the slices of each axis.
+    scores_h (B, H), scores_w (B, W), scores_d (B, D): softmax attention over each axis' slices.
     """
 
     logits: Tensor

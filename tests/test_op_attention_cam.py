@@ -64,7 +64,8 @@ def test_gradients_match_reference(device, shape):
     weight = torch.randn(shape[0], device=device)
     (attention_cam(*ours_in).logits * weight).sum().backward()
     (reference.attention_cam(*ref_in).logits * weight).sum().backward()
-    for name, a, b in zip(("features", "cls_weight", "cls_bias", "att_weight"), ours_in, ref_in):
+    names = ("features", "cls_weight", "cls_bias", "att_weight")
+    for name, a, b in zip(names, ours_in, ref_in, strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
@@ -171,7 +172,9 @@ def test_memory_bound(shape):
     assert allocated <= 1.1 * nbytes(out), (allocated, nbytes(out))
     grad = torch.ones(shape[0])
     allocated, grads = allocated_bytes(
-        lambda: torch.ops.wsls.attention_cam_backward(grad, out[6], inputs[1], inputs[3], *shape[2:])
+        lambda: torch.ops.wsls.attention_cam_backward(
+            grad, out[6], inputs[1], inputs[3], *shape[2:]
+        )
     )
     assert allocated <= 1.1 * nbytes(grads[:1]), (allocated, nbytes(grads[:1]))
 
@@ -242,7 +245,9 @@ def test_non_finite_features(bad):
     assert "features contain NaN or Inf" in _error(lambda: attention_cam(f, w, b, a))
     w2 = w.clone()
     w2[0] = float("nan")
-    assert "cls_weight contains NaN or Inf" in _error(lambda: attention_cam(f.nan_to_num(), w2, b, a))
+    assert "cls_weight contains NaN or Inf" in _error(
+        lambda: attention_cam(f.nan_to_num(), w2, b, a)
+    )
 
 
 @pytest.mark.cuda

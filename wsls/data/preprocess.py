@@ -36,6 +36,9 @@ class PreprocessConfig:
         fill_holes: fill holes of a derived brain mask.
         pad_to_multiple: pad the prepared grid at the far end of each axis to a multiple of
             this (e.g. a network's total stride).
+        mask_resampling: "nearest" (the mask keeps only sampled voxels; at factor 2 that
+            shifts it by half a fine voxel) or "linear_threshold" (trilinear, then >= 0.5:
+            centred, smoother).
     """
 
     downsample: float | tuple[float, float, float] = 1.0
@@ -48,6 +51,7 @@ class PreprocessConfig:
     brain_threshold: float = 0.05
     fill_holes: bool = True
     pad_to_multiple: int = 1
+    mask_resampling: str = "nearest"
 
 
 def brain_mask(image: np.ndarray, threshold: float = 0.05, fill_holes: bool = True) -> np.ndarray:
@@ -324,10 +328,12 @@ def preprocess(case: Case, config: PreprocessConfig | None = None) -> Prepared:
         image, stats = zscore_in_brain(image, brain_c, config.clip_percentiles, config.background)
     target = _target_shape(box.shape, spacing, config)
     image = resize(image, target, mode="linear")
-    brain_p = resize(brain_c, target, mode="nearest")
+    brain_p = resize(brain_c, target, mode=config.mask_resampling)
     mask_p = None
     if case.mask is not None:
-        mask_p = resize(np.ascontiguousarray(box.apply(case.mask)), target, mode="nearest")
+        mask_p = resize(
+            np.ascontiguousarray(box.apply(case.mask)), target, mode=config.mask_resampling
+        )
     padded = tuple(-(-n // config.pad_to_multiple) * config.pad_to_multiple for n in target)
     prepared_spacing = tuple(s * n / t for s, n, t in zip(spacing, box.shape, target, strict=True))
     return Prepared(

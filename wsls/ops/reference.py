@@ -67,17 +67,22 @@ def attention_cam(
         scores.append(s)
         attended.append((s * z).sum(dim=1))
     logits = b.reshape(()) + torch.stack(attended).mean(dim=0)
-    wh = (H * scores[0])[:, :, None, None]
-    ww = (W * scores[1])[:, None, :, None]
-    wd = (D * scores[2])[:, None, None, :]
-    if fusion == "mean":
-        weight = (wh + ww + wd) / 3
-    else:
-        weight = torch.pow(wh * ww * wd, 1.0 / 3.0)
-    acam = normalise_per_sample(torch.relu(cam) * weight)
+    acam = normalise_per_sample(torch.relu(cam) * fusion_weights(*scores, fusion=fusion))
     return AttentionCamResult(
         logits.to(dtype), cam.to(dtype), acam.to(dtype), *(s.to(dtype) for s in scores)
     )
+
+
+def fusion_weights(scores_h: Tensor, scores_w: Tensor, scores_d: Tensor, fusion: str) -> Tensor:
+    """Voxel weights (B, H, W, D) of ACAM from the axis attention scores (B, L_a): each axis
+    weight is L_a * s_a (uniform attention gives 1); 'mean' averages the three, 'geometric'
+    takes the cube root of their product."""
+    wh = (scores_h.shape[1] * scores_h)[:, :, None, None]
+    ww = (scores_w.shape[1] * scores_w)[:, None, :, None]
+    wd = (scores_d.shape[1] * scores_d)[:, None, None, :]
+    if fusion == "mean":
+        return (wh + ww + wd) / 3
+    return torch.pow(wh * ww * wd, 1.0 / 3.0)
 
 
 def cam_gap(features: Tensor, cls_weight: Tensor, cls_bias: Tensor) -> tuple[Tensor, Tensor]:

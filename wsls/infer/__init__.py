@@ -1,0 +1,1 @@
+"""Inference: classifier maps over whole volumes and the segmentation pipeline."""

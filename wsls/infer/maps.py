@@ -1,0 +1,45 @@
+"""Localisation maps of a classifier over a whole volume."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from wsls.infer.windows import sliding_window
+from wsls.models import Classifier3D, upsample_map
+
+
+@torch.no_grad()
+def classifier_maps(
+    model: Classifier3D,
+    image: Tensor,
+    window: int = 32,
+    overlap: float = 0.5,
+    batch_size: int = 8,
+) -> tuple[Tensor, Tensor]:
+    """The classifier's raw CAM and its head's localisation map over a volume.
+
+    The classifier sees windows of its training patch size (its receptive field is larger than
+    a patch, so whole-volume features differ from the ones it was trained on); the windows'
+    maps are blended before the per-volume normalisation.
+
+    Args:
+        image: (C, H, W, D) prepared (normalised) volume.
+    Returns:
+        cam (H, W, D) raw class map, and map (H, W, D) in [0, 1]: ACAM for an 'acam' head,
+        relu(CAM) / max for 'gap' and 'gmp'.
+    """
+    model.eval()
+    stride = model.spec.stride
+
+    def run(batch: Tensor) -> Tensor:
+        out = model(batch)
+        size = tuple(batch.shape[2:])
+        cam = upsample_map(out.cam, stride, size)
+        loc = upsample_map(out.maps, stride, size)
+        return torch.stack([cam, loc], dim=1)
+
+    maps = sliding_window(run, image, window, overlap, batch_size)
+    loc = maps[1].clamp_min(0)
+    peak = loc.max()
+    return maps[0], loc / peak if peak > 0 else loc

@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 3
+    print(f"rank {os.environ.get('RANK', '0')} done", file=sys.stderr, flush=True)
     return 0
 
 

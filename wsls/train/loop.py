@@ -25,6 +25,7 @@ RNG), so the training steps see exactly the random numbers of an uninterrupted r
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 import warnings
@@ -560,6 +561,14 @@ class _Trainer:
                 self._run_epoch(epoch, start if epoch == first_epoch else None)
         return self._result()
 
+    def close(self) -> None:
+        """Drop the DDP wrapper now: its reducer keeps the process group (and gloo's threads)
+        alive, and letting the garbage collector free it at interpreter exit can abort the
+        process ("terminate called without an active exception")."""
+        if hasattr(self, "ddp") and self.ddp is not self.model:
+            del self.ddp
+            gc.collect()
+
     def _result(self) -> FitResult:
         model = self.model
         if self.info.is_main and self.config.epochs > 0:
@@ -624,7 +633,9 @@ def fit(
     """
     config = config or FitConfig()
     info = init_distributed(config.device)
+    trainer = _Trainer(task, Path(run_dir), config, info)
     try:
-        return _Trainer(task, Path(run_dir), config, info).run(resume)
+        return trainer.run(resume)
     finally:
+        trainer.close()
         shutdown_distributed(info)

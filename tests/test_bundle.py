@@ -40,7 +40,10 @@ def build(spec: dict) -> torch.nn.Module:
     return torch.nn.Linear(spec["inputs"], 1)
 
 
-SPECS = {"embed": {"kind": "net", "channels": 3, "width": 4}, "probe": {"kind": "linear", "inputs": 5}}
+SPECS = {
+    "embed": {"kind": "net", "channels": 3, "width": 4},
+    "probe": {"kind": "linear", "inputs": 5},
+}
 
 
 @pytest.fixture
@@ -108,7 +111,9 @@ def test_loading_never_unpickles(bundle_dir, monkeypatch):
 
 
 def test_modalities(bundle_dir):
-    err = refused("bundle needs modalities", bundle_dir, build, required_modalities=("flair", "t1c"))
+    err = refused(
+        "bundle needs modalities", bundle_dir, build, required_modalities=("flair", "t1c")
+    )
     assert str(err) == "bundle needs modalities flair, t1c, t2; missing: t2"
     ok = load_bundle(bundle_dir, build, required_modalities=("T2", "FLAIR", "T1ce", "t1"))
     assert set(ok.models) == {"embed", "probe"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import sys
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def reference(tmp_path_factory):
         {"interrupt_at": (0, 0)},
         {"interrupt_at": (2, 11)},
         {"signal_at": (1, 3)},
+        {"signal_at": (1, 3), "signal_name": "SIGINT"},
+        {"signal_at": (1, 3), "signal_name": "SIGINT", "signal_count": 2},
         {"interrupt_in_validate": 1},
     ],
     ids=[
@@ -69,6 +72,8 @@ def reference(tmp_path_factory):
         "keyboard-first-step",
         "keyboard-last-step",
         "sigterm",
+        "sigint",
+        "sigint-twice",
         "in-validate",
     ],
 )
@@ -77,9 +82,14 @@ def test_resume_is_bit_exact(tmp_path, reference, resumable, how):
     with pytest.raises(TrainingInterrupted) as info:
         fit(ToyTask(resumable=resumable, **how), tmp_path, CFG)
     assert info.value.checkpoint == tmp_path / "last.ckpt"
-    if "signal_at" in how:
-        assert info.value.signum is not None
+    if how.get("signal_count") == 2:  # the second SIGINT interrupts the step itself
+        assert info.value.signum is None
+        assert (info.value.epoch, info.value.step) == (1, 3)
+    elif "signal_at" in how:
+        assert info.value.signum == getattr(signal, how.get("signal_name", "SIGTERM"))
         assert (info.value.epoch, info.value.step) == (1, 4)  # stopped at the next boundary
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     result = fit(ToyTask(resumable=resumable), tmp_path, CFG, resume=True)
     assert_same_weights(final_weights(tmp_path), ref_weights)
     assert losses(result.history) == losses(ref_history)

@@ -37,6 +37,8 @@ class ToyConfig:
     interrupt_at: tuple[int, int] | None = None  # (epoch, step): KeyboardInterrupt in the step
     signal_at: tuple[int, int] | None = None  # (epoch, step): SIGTERM to self in the step
     signal_rank: int = 0
+    signal_name: str = "SIGTERM"
+    signal_count: int = 1  # 2 SIGINTs: the second one raises KeyboardInterrupt at once
     interrupt_in_validate: int | None = None  # epoch: KeyboardInterrupt in validate()
     val_scores: list[float] = field(default_factory=list)  # validate() returns score[epoch]
 
@@ -111,7 +113,8 @@ class ToyTask:
         if cfg.signal_at is not None and tuple(cfg.signal_at) == self.current:
             rank = int(os.environ.get("RANK", "0"))
             if rank == cfg.signal_rank:
-                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(cfg.signal_count):
+                    os.kill(os.getpid(), getattr(signal, cfg.signal_name))
         x, y = batch
         if cfg.noise:
             jitter = float(np.random.normal()) + random.random()  # noqa: NPY002

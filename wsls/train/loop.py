@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import math
 import time
 import warnings
@@ -78,6 +79,7 @@ _RESUME_SENSITIVE = (
     "select_mode",
 )
 _END = object()
+_log = logging.getLogger("wsls.train")
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -169,6 +171,7 @@ class _Trainer:
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.stops = StopRequests(announce=info.is_main)
         self._last_saved: tuple[int, int] | None = None
+        self.summary = ""
         self.model: torch.nn.Module
         self.ddp: torch.nn.Module
         self.optimizer: torch.optim.Optimizer
@@ -446,6 +449,7 @@ class _Trainer:
             phase = "end"
             self._end_epoch(epoch, partial)
             phase = "done"
+            bar.close(self.summary)
         except KeyboardInterrupt as exc:
             if isinstance(exc, TrainingInterrupted):
                 raise
@@ -493,14 +497,28 @@ class _Trainer:
         row["lr"] = float(self.optimizer.param_groups[0]["lr"])
         t0 = time.perf_counter()
         val: dict[str, float] = {}
+        error = None
         if info.is_main:
-            val = self._validate()
-        val = broadcast_json(val, info)
+            try:
+                val = self._validate()
+            except Exception as exc:
+                if not info.distributed:
+                    raise
+                error = f"{type(exc).__name__}: {exc}"
+                broadcast_json({"val": {}, "error": error}, info)  # release the other ranks
+                raise
+        outcome = broadcast_json({"val": val, "error": error}, info)
+        if outcome["error"]:
+            raise RuntimeError(f"validation failed on rank 0 ({outcome['error']})")
+        val = outcome["val"]
         for k, v in val.items():
             row[f"val_{k}"] = v
         row["seconds"] = train_seconds + (time.perf_counter() - t0)
         row["items_per_s"] = items / train_seconds if train_seconds > 0 else math.nan
         history = [*self.history, row]
+        self.summary = _summary(row)
+        if info.is_main:
+            _log.info("%s epoch %d/%d: %s", self.task.name, epoch + 1, config.epochs, self.summary)
         _, value = _select(row, config.select_metric)
         improved = math.isfinite(value) and (
             self.best_value is None
@@ -601,6 +619,15 @@ def _select(row: Mapping[str, Any], metric: str) -> tuple[str, float]:
             return key, float(row[key])
     names = ", ".join(k for k in row if k not in ("epoch", "seconds", "items_per_s"))
     raise ValueError(f"select_metric {metric!r} is not among this run's metrics: {names}")
+
+
+def _summary(row: Mapping[str, Any]) -> str:
+    """'loss 0.123, val_dice 0.81, 12.3 s, 456 items/s' for a metrics row."""
+    parts = [f"loss {row['train_loss']:.4g}"]
+    parts += [f"{k} {v:.4g}" for k, v in row.items() if k.startswith("val_")]
+    parts.append(f"{row['seconds']:.1f} s")
+    parts.append(f"{row['items_per_s']:.1f} items/s")
+    return ", ".join(parts)
 
 
 def _signal_name(signum: int | None) -> str:

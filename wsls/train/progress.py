@@ -36,12 +36,15 @@ class EpochBar:
             return
         self._items += items
         elapsed = max(time.perf_counter() - self._start, 1e-9)
-        self._bar.set_postfix(loss=f"{mean_loss:.4g}", items_s=f"{self._items / elapsed:.1f}")
+        speed = {"loss": f"{mean_loss:.4g}", "items/s": f"{self._items / elapsed:.1f}"}
+        self._bar.set_postfix(ordered_dict=speed, refresh=False)  # drawn at tqdm's own pace
         self._bar.update(1)
 
     def close(self, summary: str | None = None) -> None:
+        """Close the bar (idempotent), showing ``summary`` instead of the running figures."""
         if self._bar is None:
             return
         if summary:
-            self._bar.set_postfix_str(summary)
+            self._bar.set_postfix_str(summary, refresh=False)
         self._bar.close()
+        self._bar = None

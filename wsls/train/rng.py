@@ -1,5 +1,5 @@
 """Seeding and capturing/restoring every random number generator a training step may use:
-torch (CPU and every CUDA device), numpy's global generator and Python's ``random``."""
+torch (CPU and the current CUDA device), numpy's global generator and Python's ``random``."""
 
 from __future__ import annotations
 
@@ -73,16 +73,16 @@ def _unb64(s: str) -> torch.Tensor:
 
 def capture_rng() -> RngState:
     """The current state of every generator."""
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+    # the current device only: touching every GPU would create a context on each from each rank
+    cuda = [torch.cuda.get_rng_state()] if torch.cuda.is_initialized() else []
     return RngState(torch.get_rng_state(), cuda, np.random.get_state(), random.getstate())  # noqa: NPY002
 
 
 def restore_rng(state: RngState) -> None:
-    """Put every generator back into ``state`` (CUDA states only if both sides have them)."""
+    """Put every generator back into ``state`` (the CUDA one, of the current device, only if
+    both sides have CUDA)."""
     torch.set_rng_state(state.torch_cpu)
     if state.torch_cuda and torch.cuda.is_available():
-        n = min(len(state.torch_cuda), torch.cuda.device_count())
-        for i in range(n):
-            torch.cuda.set_rng_state(state.torch_cuda[i], i)
+        torch.cuda.set_rng_state(state.torch_cuda[0])
     np.random.set_state(state.numpy)  # noqa: NPY002
     random.setstate(state.python)

@@ -290,3 +290,8 @@ def test_no_pickle_when_resuming(interrupted_run, monkeypatch, reference):
 def test_resume_warns_on_changed_hyperparameters(interrupted_run):
     with pytest.warns(UserWarning, match="lr=0.01"):
         fit(ToyTask(), interrupted_run, FitConfig(**{**CFG.__dict__, "lr": 0.01}), resume=True)
+
+
+def test_resume_warns_on_changed_task_config(interrupted_run):
+    with pytest.warns(UserWarning, match=r"different task configuration \(noise\)"):
+        fit(ToyTask(noise=0.5), interrupted_run, CFG, resume=True)

@@ -85,7 +85,10 @@ class ToyTask:
         self.val_calls = 0
 
     def config_dict(self) -> dict:
-        return asdict(self.cfg)
+        hooks = ("interrupt_at", "signal_at", "signal_rank", "signal_name", "signal_count")
+        return {
+            k: v for k, v in asdict(self.cfg).items() if k not in (*hooks, "interrupt_in_validate")
+        }
 
     def build_model(self) -> torch.nn.Module:
         c = self.cfg

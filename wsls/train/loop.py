@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import math
 import time
@@ -44,6 +45,7 @@ from wsls.train.checkpoint import (
     load_checkpoint,
     match_optimizer_types,
     save_checkpoint,
+    to_json,
 )
 from wsls.train.distributed import (
     DistInfo,
@@ -237,7 +239,14 @@ class _Trainer:
         self._agree_or_raise(error, CheckpointError)
         if ckpt is None:
             ckpt = self._load_into_model(path)
-        doc = ckpt.state
+        try:
+            return self._resume_point(path, ckpt.state)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"{path}: incomplete checkpoint state ({exc!r})") from None
+
+    def _resume_point(self, path: Path, doc: dict[str, Any]) -> _Resume:
         self.history = list(doc.get("history", []))
         best = doc.get("best") or {}
         self.best_epoch, self.best_value = best.get("epoch"), best.get("value")
@@ -247,6 +256,20 @@ class _Trainer:
                 warnings.warn(
                     f"resuming {path} with {key}={getattr(self.config, key)!r}; the run was "
                     f"started with {saved_config[key]!r}",
+                    stacklevel=3,
+                )
+        task_config = getattr(self.task, "config_dict", None)
+        if task_config is not None and doc.get("task_config") is not None:
+            now = json.loads(to_json(task_config()))
+            changed = sorted(
+                k
+                for k in set(now) | set(doc["task_config"])
+                if now.get(k) != doc["task_config"].get(k)
+            )
+            if changed:
+                warnings.warn(
+                    f"resuming {path} with a different task configuration ({', '.join(changed)}); "
+                    "the run will not continue exactly",
                     stacklevel=3,
                 )
         ranks = doc["ranks"]

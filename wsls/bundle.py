@@ -1,0 +1,302 @@
+"""Model bundles: a folder with ``config.json`` and one safetensors file per model.
+
+``config.json``::
+
+    {"format": 1, "wsls_version": "0.1.0", "torch_version": "2.x",
+     "config": {...modalities, normalisation, patch size, thresholds...},
+     "models": {"classifier": {...spec...}, ...},
+     "weights": {"classifier": {"file": "classifier.safetensors", "sha256": "..."}, ...}}
+
+Loading reads JSON and safetensors only: nothing is ever unpickled. Every failure is a
+:class:`BundleError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import wsls
+
+__all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "load_bundle", "save_bundle"]
+
+BUNDLE_FORMAT = 1
+CONFIG_FILE = "config.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be written or used (one-line message)."""
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle.
+
+    Attributes:
+        config: the user configuration saved with it (modalities, normalisation...).
+        models: name -> model built from its spec, weights loaded, in eval mode on the device.
+        path: the bundle folder.
+        specs: name -> the spec each model was built from.
+        wsls_version, torch_version: the versions that wrote it.
+    """
+
+    config: dict[str, Any]
+    models: dict[str, torch.nn.Module]
+    path: Path
+    specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wsls_version: str = ""
+    torch_version: str = ""
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the models expect, in channel order (from ``config``)."""
+        return tuple(self.config.get("modalities", ()))
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(str(version).split(".")[:2])
+
+
+def _json_text(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"the bundle {what} is not plain JSON: {exc}") from None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _is_bundle(path: Path) -> bool:
+    try:
+        doc = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and "format" in doc and "models" in doc
+
+
+def save_bundle(
+    path: str | Path,
+    models: Mapping[str, torch.nn.Module],
+    model_specs: Mapping[str, Mapping[str, Any]],
+    config: Mapping[str, Any],
+) -> Path:
+    """Write a bundle folder atomically (built aside, then renamed into place).
+
+    Args:
+        path: the bundle folder; an existing bundle there is replaced, any other non-empty
+            folder is refused.
+        models: name -> model (names: letters, digits, ``_.-``; they name the weight files).
+        model_specs: name -> JSON spec from which ``build_model`` of :func:`load_bundle`
+            rebuilds the model.
+        config: JSON configuration (modalities, normalisation, patch size, thresholds...).
+    Returns:
+        The bundle folder.
+    Raises:
+        BundleError: names or keys that do not match, non-JSON config/specs, a folder that
+            is not a bundle in the way.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    if set(models) != set(model_specs):
+        raise BundleError(
+            f"models and model_specs name different models: {sorted(models)} vs "
+            f"{sorted(model_specs)}"
+        )
+    if not models:
+        raise BundleError("a bundle needs at least one model")
+    for name in models:
+        if not _NAME.match(name):
+            raise BundleError(f"model name {name!r} must be letters, digits, '_', '.' or '-'")
+    _json_text(dict(config), "config")
+    _json_text({k: dict(v) for k, v in model_specs.items()}, "model specs")
+    if path.exists() and not path.is_dir():
+        raise BundleError(f"{path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not _is_bundle(path):
+        raise BundleError(f"refusing to replace {path}: it is not empty and not a wsls bundle")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        weights: dict[str, dict[str, str]] = {}
+        for name, model in models.items():
+            tensors = {
+                k: v.detach().to("cpu", copy=True).contiguous()
+                for k, v in model.state_dict().items()
+            }
+            file = f"{name}.safetensors"
+            meta = {"format": "pt", "wsls_model": name, "wsls_version": wsls.__version__}
+            _write_synced(tmp / file, save(tensors, metadata=meta))
+            weights[name] = {"file": file, "sha256": _sha256(tmp / file)}
+        doc = {
+            "format": BUNDLE_FORMAT,
+            "wsls_version": wsls.__version__,
+            "torch_version": torch.__version__,
+            "config": dict(config),
+            "models": {k: dict(v) for k, v in model_specs.items()},
+            "weights": weights,
+        }
+        _write_synced(tmp / CONFIG_FILE, _json_text(doc, "document").encode("utf-8"))
+        os.chmod(tmp, 0o755)
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``; an existing ``path`` is moved aside first, removed after."""
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    old.rmdir()
+    os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise BundleError(f"no model bundle at {path} (folder not found)")
+    if not path.is_dir():
+        raise BundleError(f"{path} is not a model bundle (a bundle is a folder with {CONFIG_FILE})")
+    cfg = path / CONFIG_FILE
+    if not cfg.is_file():
+        raise BundleError(f"{path} is not a wsls model bundle: {CONFIG_FILE} is missing")
+    try:
+        doc = json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{cfg} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
+        raise BundleError(f"{cfg} is not a wsls bundle description (no 'models')")
+    fmt = doc.get("format")
+    if fmt != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{path} is a bundle of format {fmt}; this wsls ({wsls.__version__}) reads format "
+            f"{BUNDLE_FORMAT}"
+        )
+    written_by = str(doc.get("wsls_version", "unknown"))
+    if _major_minor(written_by) != _major_minor(wsls.__version__):
+        here = ".".join(_major_minor(wsls.__version__))
+        raise BundleError(
+            f"{path} was written by wsls {written_by}; this is wsls {wsls.__version__} and "
+            f"bundles load only within the same major.minor version ({here}.x)"
+        )
+    return doc
+
+
+def _check_modalities(config: Mapping[str, Any], provided: Iterable[str] | None) -> None:
+    if provided is None:
+        return
+    from wsls.data.modalities import normalise_modalities
+
+    needed = normalise_modalities(list(config.get("modalities") or ()))
+    if not needed:
+        raise BundleError("the bundle's config lists no modalities, so they cannot be checked")
+    have = set(normalise_modalities(list(provided)))
+    missing = [m for m in needed if m not in have]
+    if missing:
+        raise BundleError(
+            f"bundle needs modalities {', '.join(needed)}; missing: {', '.join(missing)}"
+        )
+
+
+def _load_weights(path: Path, name: str, entry: Any) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    file = entry.get("file") if isinstance(entry, dict) else None
+    if not isinstance(file, str) or not _NAME.match(file):
+        raise BundleError(f"{path}: no valid weights entry for model '{name}' in {CONFIG_FILE}")
+    weights_path = path / file
+    try:
+        data = weights_path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{path}: weights file {file} of model '{name}' is missing") from None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise BundleError(f"{weights_path}: checksum mismatch, the weights file is corrupt")
+    try:
+        return load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BundleError(f"{weights_path}: unreadable weights ({first})") from None
+
+
+def load_bundle(
+    path: str | Path,
+    build_model: Callable[[dict[str, Any]], torch.nn.Module],
+    *,
+    required_modalities: Iterable[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> Bundle:
+    """Load a bundle written by :func:`save_bundle`.
+
+    Args:
+        path: the bundle folder.
+        build_model: builds an (untrained) model from one of the saved specs.
+        required_modalities: the modalities the caller can provide (aliases such as "T1ce"
+            are accepted); the load fails if the bundle needs one that is not among them.
+        device: where the models go.
+    Returns:
+        :class:`Bundle` with every model in eval mode on ``device``.
+    Raises:
+        BundleError: missing folder or files, another format or wsls major.minor version,
+            missing modalities, corrupt weights, weights that do not fit their spec.
+    """
+    from wsls.train.checkpoint import state_dict_mismatches
+
+    path = Path(path)
+    doc = _read_document(path)
+    config = doc.get("config") or {}
+    _check_modalities(config, required_modalities)
+    weights_doc = doc.get("weights") or {}
+    models: dict[str, torch.nn.Module] = {}
+    for name, spec in doc["models"].items():
+        if not _NAME.match(str(name)):
+            raise BundleError(f"{path}: invalid model name {name!r} in {CONFIG_FILE}")
+        weights = _load_weights(path, name, weights_doc.get(name))
+        model = build_model(dict(spec))
+        problems = state_dict_mismatches(weights, model.state_dict())
+        if problems:
+            raise BundleError(
+                f"{path}: weights of model '{name}' do not match its spec: {problems}"
+            )
+        model.load_state_dict(weights, strict=True)
+        models[name] = model.to(device).eval()
+    return Bundle(
+        config=config,
+        models=models,
+        path=path,
+        specs={k: dict(v) for k, v in doc["models"].items()},
+        wsls_version=str(doc.get("wsls_version", "")),
+        torch_version=str(doc.get("torch_version", "")),
+    )

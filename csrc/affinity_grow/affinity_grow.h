@@ -79,8 +79,8 @@ int64_t nms_workspace_bytes(const Sizes& sz);
 int nms_cuda(const NmsArgs& args, void* stream);
 
 // scores (S) in `kind` from packed masks (S, H, W, Dw) and acam (H, W, D) in `kind`.
-int candidate_scores_cuda(const uint64_t* masks, const void* acam, void* scores, const Sizes& sz,
-                          ScalarKind kind, void* stream);
+int scores_cuda(const uint64_t* masks, const void* acam, void* scores, const Sizes& sz,
+                ScalarKind kind, void* stream);
 // bool (S, H, W, D) <-> packed (S, H, W, Dw).
 int pack_cuda(const bool* masks, uint64_t* words, const Sizes& sz, void* stream);
 int unpack_cuda(const uint64_t* words, bool* masks, const Sizes& sz, void* stream);

@@ -6,7 +6,8 @@
 // its D voxels to the seed, vectorised along d, one pass bit per voxel, cached for this seed),
 // and grows by whole runs of passing voxels (fill_row, affinity_grow_math.h). Work and memory per
 // seed follow the region and its border, not the volume; the scratch (a pass bit cache and a byte
-// per row) is reset only where it was touched. Connectivity 0 evaluates every row.
+// per row) is reset only where it was touched. Connectivity 0 evaluates every row for every seed,
+// rows outer so that each row is read once for all seeds.
 // NMS: per-candidate area and bounding box, then the greedy pass in score order; the IoU of a
 // kept candidate with each later one (in parallel) by popcount over the overlap of their boxes.
 #include <ATen/Dispatch.h>
@@ -114,8 +115,8 @@ struct Grower {
 
   explicit Grower(const GrowProblem<T>& problem)
       : pb(problem),
-        state(problem.connectivity == 0 ? 0 : problem.sz.rows(), 0),
-        pass(problem.connectivity == 0 ? 0 : problem.sz.words()),
+        state(problem.sz.rows(), 0),
+        pass(problem.sz.words()),
         d2(problem.sz.D),
         seedf(problem.sz.K) {}
 
@@ -145,10 +146,6 @@ struct Grower {
     if (pb.mask != nullptr && !test_bit(pb.mask + r0 * Dw, d)) return;  // empty candidate
     for (int64_t k = 0; k < sz.K; ++k)
       seedf[k] = static_cast<acc_t>(pb.emb[k * sz.voxels() + r0 * sz.D + d]);
-    if (pb.connectivity == 0) {
-      for (int64_t r = 0; r < sz.rows(); ++r) eval(r, region + r * Dw);
-      return;
-    }
     const word_t* p0 = pass_row(r0);
     if (test_bit(p0, d)) {
       fill_row(BitSource{d >> 6, word_t(1) << (d & 63)}, p0, region + r0 * Dw, Dw);
@@ -180,10 +177,48 @@ struct Grower {
   }
 };
 
+// Connectivity 0: every row for every seed. Rows outer (in parallel), seeds inner, so that a
+// row's K x D embeddings are read from memory once for all seeds.
+template <typename T>
+void global_impl(const GrowProblem<T>& pb) {
+  using acc_t = at::opmath_type<T>;
+  const Sizes& sz = pb.sz;
+  const int64_t S = sz.S, K = sz.K, Dw = sz.Dw();
+  std::vector<acc_t> seedf(S * K);
+  std::vector<uint8_t> valid(S);
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t r0 = pb.seeds[3 * s] * sz.W + pb.seeds[3 * s + 1], d = pb.seeds[3 * s + 2];
+    valid[s] = pb.mask == nullptr || test_bit(pb.mask + r0 * Dw, d);  // else empty
+    for (int64_t k = 0; k < K; ++k)
+      seedf[s * K + k] = static_cast<acc_t>(pb.emb[k * sz.voxels() + r0 * sz.D + d]);
+  }
+  at::parallel_for(0, sz.rows(), 16, [&](int64_t r0, int64_t r1) {
+    std::vector<acc_t> d2(sz.D);
+    run_fast([&]() WSLS_INLINE_LAMBDA {
+      for (int64_t r = r0; r < r1; ++r) {
+        const word_t* mask_row = pb.mask != nullptr ? pb.mask + r * Dw : nullptr;
+        for (int64_t s = 0; s < S; ++s) {
+          word_t* dst = pb.out + s * sz.words() + r * Dw;
+          if (!valid[s]) {
+            for (int64_t j = 0; j < Dw; ++j) dst[j] = 0;
+            continue;
+          }
+          eval_row<T, acc_t>(pb.emb + r * sz.D, sz.voxels(), K, sz.D, Dw, seedf.data() + s * K,
+                             pb.bound, mask_row, d2.data(), dst);
+        }
+      }
+    });
+  });
+}
+
 template <typename T>
 void grow_impl(const GrowProblem<T>& pb) {
   const int64_t S = pb.sz.S;
   if (S == 0) return;
+  if (pb.connectivity == 0) {
+    global_impl(pb);
+    return;
+  }
   std::atomic<int64_t> next{0};
   const int64_t workers = std::min<int64_t>(at::get_num_threads(), S);
   at::parallel_for(0, workers, 1, [&](int64_t w0, int64_t w1) {
@@ -318,7 +353,7 @@ at::Tensor mask_nms_cpu(const at::Tensor& masks, const at::Tensor& scores, doubl
     const int64_t i = order[t];
     if (suppressed[i]) continue;
     kept.push_back(i);
-    if (st.area[i] == 0) continue;  // IoU 0 with everything
+    if (st.area[i] == 0 || iou_threshold >= 1.0) continue;  // no IoU can exceed tau
     at::parallel_for(t + 1, sz.S, 1, [&](int64_t u0, int64_t u1) {
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t j = order[u];

@@ -125,6 +125,29 @@ def test_blob_embeddings_match_reference(device, connectivity):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_many_seeds_in_one_lesion(device, connectivity):
+    """Dozens of mutually affine seeds (the CPU kernel grows them in groups sharing row
+    evaluations), interleaved with seeds in other blobs and seeds outside the mask."""
+    skip_without_cuda(device)
+    emb, labels = blob_embeddings(4, 14, 12, 70, n_blobs=3, noise=0.2, seed=8)
+    g = torch.Generator().manual_seed(8)
+    big = labels.flatten().bincount()[1:].argmax() + 1
+    inside = (labels == big).nonzero()
+    others = ((labels > 0) & (labels != big)).nonzero()
+    seeds = torch.cat(
+        [
+            inside[torch.randint(0, len(inside), (40,), generator=g)],
+            others[torch.randint(0, len(others), (8,), generator=g)],
+        ]
+    )[torch.randperm(48, generator=g)]
+    mask = torch.rand(labels.shape, generator=g) < 0.95
+    for m in (None, mask):
+        mm = None if m is None else m.to(device)
+        assert_same_as_reference(emb.to(device), seeds.to(device), lam(2.0), connectivity, mm)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_edge_cases(device):
     skip_without_cuda(device)
     g = torch.Generator().manual_seed(3)

@@ -1,15 +1,16 @@
 // CPU kernels of affinity_grow, mask_nms, candidate_scores, pack_masks and unpack_masks.
 //
-// Growth: seeds are handed out one at a time to one worker per thread (an atomic counter: regions
-// differ in size, so static chunks would balance badly). A worker floods its seed's region row by
-// row: a row (h, w, :) is evaluated only when the region first reaches a neighbouring row (d2 of
-// its D voxels to the seed, vectorised along d, one pass bit per voxel, cached for this seed),
-// and grows by whole runs of passing voxels (fill_row, affinity_grow_math.h). Work and memory per
-// seed follow the region and its border, not the volume; the scratch (a pass bit cache and a byte
-// per row) is reset only where it was touched. Connectivity 0 evaluates every row for every seed,
-// rows outer so that each row is read once for all seeds.
-// NMS: per-candidate area and bounding box, then the greedy pass in score order; the IoU of a
-// kept candidate with each later one (in parallel) by popcount over the overlap of their boxes.
+// Growth: seeds are grouped (up to 16 mutually affine seeds, which grow over mostly the same rows)
+// and the groups handed out one at a time to one worker per thread (an atomic counter: regions
+// differ in size, so static chunks would balance badly). A worker floods each seed's region row
+// by row: a row (h, w, :) is evaluated only when a region first reaches a neighbouring row (d2 of
+// its D voxels to every seed of the group, vectorised along d, one pass bit per voxel, cached for
+// the group), and grows by whole runs of passing voxels (fill_row, affinity_grow_math.h). Work
+// and memory follow the regions and their borders, not the volume; the scratch (pass bit caches
+// and a byte per row) is reset only where it was touched. Connectivity 0 evaluates every row for
+// every seed, rows outer so that each row is read once for all seeds. NMS: per-candidate area and
+// bounding box, then the greedy pass in score order; the IoU of a kept candidate with each later
+// one (in parallel) by popcount over the overlap of their boxes.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -102,51 +103,106 @@ struct GrowProblem {
   acc_t bound;
 };
 
-// One worker's scratch, reused for every seed it grows.
+// Seeds are grown in groups of up to kGroup mutually affine seeds (each within the threshold of
+// the group's first seed): they grow over mostly the same rows, and a row is evaluated for the
+// whole group at once, so that its K x D embeddings come from memory once per group instead of
+// once per seed (the growth is memory-bound: reading a row costs several times testing it).
+constexpr int kGroup = 16;
+constexpr int64_t kGroupScan = 4096;  // seeds scanned for a group's members
+
+template <typename T>
+struct SeedTable {
+  using acc_t = at::opmath_type<T>;
+  std::vector<acc_t> features;  // S x K
+  std::vector<uint8_t> valid;   // in the mask; else an empty candidate
+
+  explicit SeedTable(const GrowProblem<T>& pb) : features(pb.sz.S * pb.sz.K), valid(pb.sz.S) {
+    const Sizes& sz = pb.sz;
+    for (int64_t s = 0; s < sz.S; ++s) {
+      const int64_t r0 = pb.seeds[3 * s] * sz.W + pb.seeds[3 * s + 1], d = pb.seeds[3 * s + 2];
+      valid[s] = pb.mask == nullptr || test_bit(pb.mask + r0 * sz.Dw(), d);
+      for (int64_t k = 0; k < sz.K; ++k)
+        features[s * sz.K + k] = static_cast<acc_t>(pb.emb[k * sz.voxels() + r0 * sz.D + d]);
+    }
+  }
+  const acc_t* of(int64_t s, int64_t K) const { return features.data() + s * K; }
+};
+
+// Groups in seed order: each valid unassigned seed starts a group and takes the next unassigned
+// valid seeds within its threshold; an invalid seed is a group of its own (an empty candidate).
+template <typename T>
+std::vector<std::vector<int64_t>> group_seeds(const GrowProblem<T>& pb, const SeedTable<T>& tab) {
+  using acc_t = at::opmath_type<T>;
+  const int64_t S = pb.sz.S, K = pb.sz.K;
+  std::vector<std::vector<int64_t>> groups;
+  std::vector<uint8_t> taken(S, 0);
+  for (int64_t s = 0; s < S; ++s) {
+    if (taken[s]) continue;
+    taken[s] = 1;
+    groups.push_back({s});
+    if (!tab.valid[s]) continue;
+    const acc_t* f = tab.of(s, K);
+    for (int64_t t = s + 1; t < std::min(S, s + kGroupScan) && groups.back().size() < kGroup; ++t) {
+      if (taken[t] || !tab.valid[t]) continue;
+      const acc_t* g = tab.of(t, K);
+      acc_t d2 = 0;
+      for (int64_t k = 0; k < K; ++k) d2 = sq_diff_add(d2, g[k], f[k]);
+      if (passes(d2, pb.bound)) {
+        taken[t] = 1;
+        groups.back().push_back(t);
+      }
+    }
+  }
+  return groups;
+}
+
+// One worker's scratch, reused for every group it grows.
 template <typename T>
 struct Grower {
   using acc_t = at::opmath_type<T>;
   static constexpr uint8_t kEvaluated = 1, kQueued = 2;
   const GrowProblem<T>& pb;
-  std::vector<uint8_t> state;  // per row
-  std::vector<word_t> pass;    // per row, valid where kEvaluated
+  const SeedTable<T>& tab;
+  std::vector<uint8_t> state;  // per row: evaluated for the group; queued for the current seed
+  std::vector<word_t> pass;    // kGroup x (rows x Dw), valid where kEvaluated
   std::vector<int64_t> touched, stack;
-  std::vector<acc_t> d2, seedf;
+  std::vector<acc_t> d2;
+  const int64_t* members = nullptr;
+  int n_members = 0;
 
-  explicit Grower(const GrowProblem<T>& problem)
+  Grower(const GrowProblem<T>& problem, const SeedTable<T>& table)
       : pb(problem),
+        tab(table),
         state(problem.sz.rows(), 0),
-        pass(problem.sz.words()),
-        d2(problem.sz.D),
-        seedf(problem.sz.K) {}
+        pass(std::min<int64_t>(kGroup, problem.sz.S) * problem.sz.words()),
+        d2(problem.sz.D) {}
 
-  WSLS_ALWAYS_INLINE void eval(int64_t r, word_t* dst) {
+  // Row r's pass bits for member g; evaluated for every member on first use.
+  WSLS_ALWAYS_INLINE const word_t* pass_row(int g, int64_t r) {
     const Sizes& sz = pb.sz;
-    eval_row<T, acc_t>(pb.emb + r * sz.D, sz.voxels(), sz.K, sz.D, sz.Dw(), seedf.data(), pb.bound,
-                       pb.mask != nullptr ? pb.mask + r * sz.Dw() : nullptr, d2.data(), dst);
-  }
-
-  WSLS_ALWAYS_INLINE const word_t* pass_row(int64_t r) {
-    word_t* p = pass.data() + r * pb.sz.Dw();
+    const int64_t Dw = sz.Dw();
     if (!(state[r] & kEvaluated)) {
-      eval(r, p);
+      const word_t* mask_row = pb.mask != nullptr ? pb.mask + r * Dw : nullptr;
+      for (int m = 0; m < n_members; ++m) {
+        eval_row<T, acc_t>(pb.emb + r * sz.D, sz.voxels(), sz.K, sz.D, Dw, tab.of(members[m], sz.K),
+                           pb.bound, mask_row, d2.data(), pass.data() + m * sz.words() + r * Dw);
+      }
       state[r] |= kEvaluated;
       touched.push_back(r);
     }
-    return p;
+    return pass.data() + g * sz.words() + r * Dw;
   }
 
-  WSLS_ALWAYS_INLINE void grow(int64_t s) {
+  // The region of member g: its seed's run, then flooded row by row.
+  WSLS_ALWAYS_INLINE void grow(int g) {
     const Sizes& sz = pb.sz;
-    const int64_t Dw = sz.Dw(), W = sz.W;
+    const int64_t Dw = sz.Dw(), W = sz.W, s = members[g];
     word_t* region = pb.out + s * sz.words();
     std::fill(region, region + sz.words(), word_t(0));
+    if (!tab.valid[s]) return;  // seed outside the mask: empty candidate
     const int64_t h = pb.seeds[3 * s], w = pb.seeds[3 * s + 1], d = pb.seeds[3 * s + 2];
     const int64_t r0 = h * W + w;
-    if (pb.mask != nullptr && !test_bit(pb.mask + r0 * Dw, d)) return;  // empty candidate
-    for (int64_t k = 0; k < sz.K; ++k)
-      seedf[k] = static_cast<acc_t>(pb.emb[k * sz.voxels() + r0 * sz.D + d]);
-    const word_t* p0 = pass_row(r0);
+    const word_t* p0 = pass_row(g, r0);
     if (test_bit(p0, d)) {
       fill_row(BitSource{d >> 6, word_t(1) << (d & 63)}, p0, region + r0 * Dw, Dw);
       stack.push_back(r0);
@@ -166,12 +222,18 @@ struct Grower {
         const int64_t nh = rh + dh, nw = rw + dw;
         if (nh < 0 || nh >= sz.H || nw < 0 || nw >= W) continue;
         const int64_t n = nh * W + nw;
-        if (fill_row(src, pass_row(n), region + n * Dw, Dw) && !(state[n] & kQueued)) {
+        if (fill_row(src, pass_row(g, n), region + n * Dw, Dw) && !(state[n] & kQueued)) {
           state[n] |= kQueued;
           stack.push_back(n);
         }
       }
     }
+  }
+
+  WSLS_ALWAYS_INLINE void grow_group(const std::vector<int64_t>& group) {
+    members = group.data();
+    n_members = static_cast<int>(group.size());
+    for (int g = 0; g < n_members; ++g) grow(g);
     for (const int64_t r : touched) state[r] = 0;
     touched.clear();
   }
@@ -184,14 +246,7 @@ void global_impl(const GrowProblem<T>& pb) {
   using acc_t = at::opmath_type<T>;
   const Sizes& sz = pb.sz;
   const int64_t S = sz.S, K = sz.K, Dw = sz.Dw();
-  std::vector<acc_t> seedf(S * K);
-  std::vector<uint8_t> valid(S);
-  for (int64_t s = 0; s < S; ++s) {
-    const int64_t r0 = pb.seeds[3 * s] * sz.W + pb.seeds[3 * s + 1], d = pb.seeds[3 * s + 2];
-    valid[s] = pb.mask == nullptr || test_bit(pb.mask + r0 * Dw, d);  // else empty
-    for (int64_t k = 0; k < K; ++k)
-      seedf[s * K + k] = static_cast<acc_t>(pb.emb[k * sz.voxels() + r0 * sz.D + d]);
-  }
+  const SeedTable<T> tab(pb);
   at::parallel_for(0, sz.rows(), 16, [&](int64_t r0, int64_t r1) {
     std::vector<acc_t> d2(sz.D);
     run_fast([&]() WSLS_INLINE_LAMBDA {
@@ -199,12 +254,12 @@ void global_impl(const GrowProblem<T>& pb) {
         const word_t* mask_row = pb.mask != nullptr ? pb.mask + r * Dw : nullptr;
         for (int64_t s = 0; s < S; ++s) {
           word_t* dst = pb.out + s * sz.words() + r * Dw;
-          if (!valid[s]) {
+          if (!tab.valid[s]) {
             for (int64_t j = 0; j < Dw; ++j) dst[j] = 0;
             continue;
           }
-          eval_row<T, acc_t>(pb.emb + r * sz.D, sz.voxels(), K, sz.D, Dw, seedf.data() + s * K,
-                             pb.bound, mask_row, d2.data(), dst);
+          eval_row<T, acc_t>(pb.emb + r * sz.D, sz.voxels(), K, sz.D, Dw, tab.of(s, K), pb.bound,
+                             mask_row, d2.data(), dst);
         }
       }
     });
@@ -219,13 +274,16 @@ void grow_impl(const GrowProblem<T>& pb) {
     global_impl(pb);
     return;
   }
+  const SeedTable<T> tab(pb);
+  const std::vector<std::vector<int64_t>> groups = group_seeds(pb, tab);
+  const int64_t n_groups = static_cast<int64_t>(groups.size());
   std::atomic<int64_t> next{0};
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), S);
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), n_groups);
   at::parallel_for(0, workers, 1, [&](int64_t w0, int64_t w1) {
     for (int64_t wk = w0; wk < w1; ++wk) {
-      Grower<T> grower(pb);
-      for (int64_t s = next.fetch_add(1); s < S; s = next.fetch_add(1)) {
-        run_fast([&]() WSLS_INLINE_LAMBDA { grower.grow(s); });
+      Grower<T> grower(pb, tab);
+      for (int64_t i = next.fetch_add(1); i < n_groups; i = next.fetch_add(1)) {
+        run_fast([&]() WSLS_INLINE_LAMBDA { grower.grow_group(groups[i]); });
       }
     }
   });

@@ -165,11 +165,18 @@ def affinity_grow(
     return out.to(embeddings.device)
 
 
-def mask_iou(masks: Tensor) -> Tensor:
-    """Pairwise IoU (S, S) float64 of bool masks (S, ...); 0 where both are empty."""
-    flat = masks.reshape(masks.shape[0], -1).to(torch.float64)
-    inter = flat @ flat.T  # exact integer counts below 2**53
-    area = flat.sum(dim=1)
+def mask_iou(masks: Tensor, chunk: int = 1 << 16) -> Tensor:
+    """Pairwise IoU (S, S) float64 of bool masks (S, ...); 0 where both are empty.
+
+    Intersections are float32 matrix products over chunks of voxels (exact: a chunk's counts stay
+    below 2**24) summed in float64, so memory stays at S x chunk floats.
+    """
+    flat = masks.reshape(masks.shape[0], -1)
+    inter = torch.zeros((flat.shape[0], flat.shape[0]), dtype=torch.float64)
+    for start in range(0, flat.shape[1], chunk):
+        part = flat[:, start : start + chunk].to(torch.float32)
+        inter += (part @ part.T).to(torch.float64)
+    area = torch.diagonal(inter).clone()
     union = area[:, None] + area[None, :] - inter
     return torch.where(union > 0, inter / torch.where(union > 0, union, 1.0), 0.0)
 

@@ -15,4 +15,15 @@ TORCH_LIBRARY(wsls, m) {
       "Tensor att_weight, SymInt height, SymInt width, SymInt depth) -> (Tensor grad_features, "
       "Tensor grad_cls_weight, Tensor grad_cls_bias, Tensor grad_att_weight)",
       {at::Tag::pt2_compliant_tag});
+  // Segmentation candidates (affinity_grow/affinity_grow.h). Candidate masks are packed
+  // row-aligned: int64 (S, H, W, ceil(D / 64)), voxel (h, w, d) = bit d % 64 of word d / 64.
+  m.def(
+      "affinity_grow(Tensor embeddings, Tensor seeds, float threshold, int connectivity=6, "
+      "Tensor? mask=None) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  m.def("mask_nms(Tensor masks, Tensor scores, float iou_threshold) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+  m.def("candidate_scores(Tensor masks, Tensor acam) -> Tensor", {at::Tag::pt2_compliant_tag});
+  m.def("pack_masks(Tensor masks) -> Tensor", {at::Tag::pt2_compliant_tag});
+  m.def("unpack_masks(Tensor masks, SymInt depth) -> Tensor", {at::Tag::pt2_compliant_tag});
 }

@@ -5,15 +5,31 @@ Importing this package loads the compiled library; it needs torch and nothing el
 
 from . import reference
 from ._load import build_info, has_kernel
+from .affinity_grow import (
+    PackedMasks,
+    affinity_grow,
+    candidate_scores,
+    mask_nms,
+    pack_masks,
+    union_masks,
+    unpack_masks,
+)
 from .attention_cam import attention_cam
 from .reference import AttentionCamResult, cam_gap, cam_gmp
 
 __all__ = [
     "AttentionCamResult",
+    "PackedMasks",
+    "affinity_grow",
     "attention_cam",
     "build_info",
     "cam_gap",
     "cam_gmp",
+    "candidate_scores",
     "has_kernel",
+    "mask_nms",
+    "pack_masks",
     "reference",
+    "union_masks",
+    "unpack_masks",
 ]

@@ -104,3 +104,110 @@ def cam_gmp(features: Tensor, cls_weight: Tensor, cls_bias: Tensor) -> tuple[Ten
     logits = cls_bias.reshape(()) + pooled @ cls_weight
     cam = torch.einsum("bkhwd,k->bhwd", features, cls_weight)
     return logits, normalise_per_sample(torch.relu(cam))
+
+
+# --- segmentation candidates: affinity_grow, mask_nms, candidate_scores ----------------------
+
+GROW_CONNECTIVITIES = (0, 6, 26)
+
+
+def affinity_bound(threshold: float) -> float:
+    """A(p, q) = 2 / (1 + exp(d2)) >= threshold  <=>  d2 <= log(2 / threshold - 1)."""
+    import math
+
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"affinity_grow: threshold (lambda) must be in (0, 1], got {threshold}")
+    return math.log(2.0 / threshold - 1.0)
+
+
+def affinity_grow(
+    embeddings: Tensor,
+    seeds: Tensor,
+    threshold: float,
+    connectivity: int = 6,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Candidate regions grown from seeds by affinity, one seed at a time with scipy.
+
+    embeddings (K, H, W, D), seeds (S, 3) int64 voxel indices, threshold lambda in (0, 1],
+    connectivity 0, 6 or 26, mask (H, W, D) bool or None -> bool (S, H, W, D). For each seed p:
+    d2(q) = ||f(q) - f(p)||^2 summed over k in order (float32, float64 for float64 embeddings),
+    pass = {q in mask : d2(q) <= log(2 / lambda - 1)} (that is A(p, q) >= lambda); the
+    candidate is the component of pass holding p (``scipy.ndimage.label`` with the 6- or
+    26-neighbourhood), or pass itself for connectivity 0. A seed outside the mask gives an empty
+    candidate.
+    """
+    from scipy import ndimage
+
+    if connectivity not in GROW_CONNECTIVITIES:
+        raise ValueError(f"affinity_grow: connectivity must be 0, 6 or 26, got {connectivity}")
+    bound = affinity_bound(threshold)
+    ct = _compute_dtype(embeddings)
+    e = embeddings.detach().cpu().to(ct)
+    K, H, W, D = e.shape
+    m = None if mask is None else mask.detach().cpu().bool()
+    out = torch.zeros((seeds.shape[0], H, W, D), dtype=torch.bool)
+    structure = None
+    if connectivity:
+        structure = ndimage.generate_binary_structure(3, 1 if connectivity == 6 else 3)
+    for i, (h, w, d) in enumerate(seeds.tolist()):
+        if m is not None and not m[h, w, d]:
+            continue
+        f = e[:, h, w, d]
+        d2 = torch.zeros((H, W, D), dtype=ct)
+        for k in range(K):  # in order, each operation rounded on its own, like the kernels
+            diff = e[k] - f[k]
+            d2 = d2 + diff * diff
+        passing = d2.double() <= bound
+        if m is not None:
+            passing &= m
+        if connectivity == 0:
+            out[i] = passing
+            continue
+        labels, _ = ndimage.label(passing.numpy(), structure=structure)
+        if labels[h, w, d]:
+            out[i] = torch.from_numpy(labels == labels[h, w, d])
+    return out.to(embeddings.device)
+
+
+def mask_iou(masks: Tensor, chunk: int = 1 << 16) -> Tensor:
+    """Pairwise IoU (S, S) float64 of bool masks (S, ...); 0 where both are empty.
+
+    Intersections are float32 matrix products over chunks of voxels (exact: a chunk's counts stay
+    below 2**24) summed in float64, so memory stays at S x chunk floats.
+    """
+    flat = masks.reshape(masks.shape[0], -1)
+    inter = torch.zeros((flat.shape[0], flat.shape[0]), dtype=torch.float64)
+    for start in range(0, flat.shape[1], chunk):
+        part = flat[:, start : start + chunk].to(torch.float32)
+        inter += (part @ part.T).to(torch.float64)
+    area = torch.diagonal(inter).clone()
+    union = area[:, None] + area[None, :] - inter
+    return torch.where(union > 0, inter / torch.where(union > 0, union, 1.0), 0.0)
+
+
+def mask_nms(masks: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy non-maximum suppression of bool masks (S, ...) by scores (S).
+
+    Visits candidates by descending score (ties: lower index first); keeps a candidate unless a
+    kept one has IoU > iou_threshold with it. Returns the kept indices (int64) in visiting order.
+    IoU is 0 when both masks are empty, so an empty candidate is never suppressed.
+    """
+    iou = mask_iou(masks.cpu())
+    order = torch.sort(scores.detach().cpu(), descending=True, stable=True).indices
+    suppressed = torch.zeros(masks.shape[0], dtype=torch.bool)
+    keep = []
+    for i in order.tolist():
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > iou_threshold
+    return torch.tensor(keep, dtype=torch.int64, device=masks.device)
+
+
+def candidate_scores(masks: Tensor, acam: Tensor) -> Tensor:
+    """Mean of acam (H, W, D) over each bool mask (S, H, W, D) -> (S), 0 for an empty mask."""
+    m = masks.reshape(masks.shape[0], -1).to(torch.float64)
+    total = m @ acam.reshape(-1).to(torch.float64)
+    count = m.sum(dim=1)
+    return torch.where(count > 0, total / count.clamp(min=1), 0.0).to(acam.dtype)

@@ -15,4 +15,15 @@ TORCH_LIBRARY(wsls, m) {
       "Tensor att_weight, SymInt height, SymInt width, SymInt depth) -> (Tensor grad_features, "
       "Tensor grad_cls_weight, Tensor grad_cls_bias, Tensor grad_att_weight)",
       {at::Tag::pt2_compliant_tag});
+  // embeddings (N, K), labels (N) int64 (negative = ignored), groups (N) int64 or None; see
+  // pairwise_loss/pairwise_loss.h. reduction: 'balanced', 'mean' or 'sum'. The backward
+  // recomputes the pairs from the inputs; grad is the loss' gradient (one value).
+  m.def(
+      "pairwise_affinity_loss(Tensor embeddings, Tensor labels, Tensor? groups=None, "
+      "str reduction='balanced', float eps=1e-06) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  m.def(
+      "pairwise_affinity_loss_backward(Tensor grad, Tensor embeddings, Tensor labels, "
+      "Tensor? groups, str reduction, float eps) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
 }

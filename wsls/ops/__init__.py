@@ -6,6 +6,7 @@ Importing this package loads the compiled library; it needs torch and nothing el
 from . import reference
 from ._load import build_info, has_kernel
 from .attention_cam import attention_cam
+from .pairwise_loss import pairwise_affinity_loss
 from .reference import AttentionCamResult, cam_gap, cam_gmp
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "cam_gap",
     "cam_gmp",
     "has_kernel",
+    "pairwise_affinity_loss",
     "reference",
 ]

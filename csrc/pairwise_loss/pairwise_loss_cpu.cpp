@@ -54,6 +54,7 @@ struct Vec<float> {
   static WSLS_ALWAYS_INLINE V to_float(I i) { return __builtin_convertvector(i, V); }
   static WSLS_ALWAYS_INLINE V expm1(V x) { return expm1_poly<Vec>(x); }
   static WSLS_ALWAYS_INLINE V log(V x) { return log_poly<Vec>(x); }
+  static WSLS_ALWAYS_INLINE V div(V a, V b) { return a / b; }
   static WSLS_ALWAYS_INLINE I load_cls(const int32_t* p) {
     I v;
     std::memcpy(&v, p, sizeof(v));
@@ -70,6 +71,7 @@ struct Vec<double> {
   using lane_t = int64_t;
   static constexpr int W = 4;
   static WSLS_ALWAYS_INLINE V splat(double x) { return V{} + x; }
+  static WSLS_ALWAYS_INLINE V div(V a, V b) { return a / b; }
   static WSLS_ALWAYS_INLINE V expm1(V x) {
     for (int j = 0; j < W; ++j) x[j] = std::expm1(x[j]);
     return x;
@@ -419,11 +421,6 @@ Prepared prepare_cpu(const at::Tensor& embeddings, const at::Tensor& labels,
   const int64_t dim = std::max<int64_t>(W, (embeddings.size(1) + W - 1) / W * W);
   // Padding: whole vectors past the last row (panels read up to W - 1 rows past a tile's end).
   return prepare(embeddings, labels, groups, dim, W, W);
-}
-
-// float: eps below the smallest normal float would leave the polynomial log's range.
-double kernel_eps(const at::Tensor& embeddings, double eps) {
-  return embeddings.scalar_type() == at::kDouble ? eps : std::max(eps, 1.1754944e-38);
 }
 
 at::Tensor pairwise_affinity_loss_cpu(const at::Tensor& embeddings, const at::Tensor& labels,

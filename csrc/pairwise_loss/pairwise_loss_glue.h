@@ -16,6 +16,7 @@
 #include <ATen/ops/zeros.h>
 #include <c10/util/string_view.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -175,6 +176,12 @@ inline Problem make_problem(const Prepared& prep, const RowBlock* blocks, double
   p.w_diff = w_diff;
   p.eps = eps;
   return p;
+}
+
+// eps as the kernels use it: for float, at least the smallest normal float (the polynomial log's
+// range).
+inline double kernel_eps(const at::Tensor& embeddings, double eps) {
+  return embeddings.scalar_type() == at::kDouble ? eps : std::max(eps, 1.1754944e-38);
 }
 
 // The incoming gradient of the scalar loss, as a double.

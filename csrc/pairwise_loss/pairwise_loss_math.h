@@ -2,13 +2,14 @@
 // vectors and on scalars) and the CUDA kernels (on scalars), so that the CPU tests cover the
 // arithmetic the GPU runs. The functions are templates over a traits type Tr that names the value
 // type Tr::V (a scalar or a vector), its same-width integer type Tr::I, and supplies
-//   splat(double) -> V, expm1(V) -> V, log(V) -> V,
+//   splat(double) -> V, expm1(V) -> V, log(V) -> V, div(V, V) -> V,
 //   as_int(V) -> I / as_float(I) -> V (bit casts), to_int(V) -> I / to_float(I) -> V (values).
 // Masks are whatever a comparison of V (or I) gives: bool for scalars, an integer vector for
 // vectors; `mask ? a : b` selects in both cases.
 //
 // float uses the polynomial expm1 and log below (the same code on the CPU and the GPU, within
-// 2 ulp); double uses the C library (CPU) and CUDA's libdevice.
+// 2 ulp); double uses the C library (CPU) and CUDA's libdevice. div is IEEE division except for
+// float on the GPU (__fdividef, within 2 ulp: the IEEE sequence costs several times more there).
 #pragma once
 
 #include <cmath>
@@ -94,7 +95,7 @@ WSLS_PAIR_MATH typename Tr::V pair_loss(typename Tr::V d2, Mask same, typename T
   const V t = Tr::expm1(-d2);
   const V u = t + 2.0f;
   const auto clamped = -t < eps * u;
-  const V arg = same ? t * 0.5f + 1.0f : (clamped ? eps : -t / u);
+  const V arg = same ? t * 0.5f + 1.0f : (clamped ? eps : Tr::div(-t, u));
   const V lg = Tr::log(arg);
   return same ? d2 + lg : -lg;
 }
@@ -110,7 +111,7 @@ WSLS_PAIR_MATH typename Tr::V pair_coef(typename Tr::V d2, Mask same, typename T
   const auto clamped = -t < eps * u;
   const V num = same ? Tr::splat(1.0) : (t + 1.0f) * 2.0f;
   const V den = same ? u : t * u;
-  const V c = num / den;
+  const V c = Tr::div(num, den);
   return same ? c : (clamped ? Tr::splat(0.0) : c);
 }
 
@@ -152,6 +153,13 @@ struct ScalarMath<float> {
   static WSLS_PAIR_MATH V to_float(I i) { return static_cast<V>(i); }
   static WSLS_PAIR_MATH V expm1(V x) { return expm1_poly<ScalarMath<float>>(x); }
   static WSLS_PAIR_MATH V log(V x) { return log_poly<ScalarMath<float>>(x); }
+  static WSLS_PAIR_MATH V div(V a, V b) {
+#if defined(__CUDA_ARCH__)
+    return __fdividef(a, b);
+#else
+    return a / b;
+#endif
+  }
 };
 
 template <>
@@ -159,6 +167,7 @@ struct ScalarMath<double> {
   using V = double;
   using I = int64_t;
   static WSLS_PAIR_MATH V splat(double x) { return x; }
+  static WSLS_PAIR_MATH V div(V a, V b) { return a / b; }
 #if defined(__CUDA_ARCH__)
   static WSLS_PAIR_MATH V expm1(V x) { return ::expm1(x); }
   static WSLS_PAIR_MATH V log(V x) { return ::log(x); }

@@ -183,6 +183,17 @@ def pair_counts(labels: Tensor, groups: Tensor | None = None) -> tuple[int, int]
     return n_same, n_total - n_same
 
 
+def pair_weights(n_same: int, n_diff: int, reduction: str) -> tuple[float, float]:
+    """Weight of one valid ordered pair's loss of each kind (same, different) in the reduction."""
+    _check_reduction(reduction)
+    if reduction == "sum":
+        return 1.0, 1.0
+    if reduction == "mean":
+        return 1.0 / max(n_same + n_diff, 1), 1.0 / max(n_same + n_diff, 1)
+    kinds = max(int(n_same > 0) + int(n_diff > 0), 1)
+    return 1.0 / (kinds * max(n_same, 1)), 1.0 / (kinds * max(n_diff, 1))
+
+
 def _chunk_loss(f, rows, sq, labels, groups, start, stop, w_same, w_diff, eps):
     """Weighted loss of the pairs (p, q) with p in [start, stop)."""
     fr = f[start:stop]
@@ -216,14 +227,7 @@ def pairwise_affinity_loss_chunked(
     dtype = embeddings.dtype
     f = embeddings.to(_compute_dtype(embeddings))
     n = f.shape[0]
-    n_same, n_diff = pair_counts(labels, groups)
-    if reduction == "sum":
-        w_same = w_diff = 1.0
-    elif reduction == "mean":
-        w_same = w_diff = 1.0 / max(n_same + n_diff, 1)
-    else:
-        kinds = max(int(n_same > 0) + int(n_diff > 0), 1)
-        w_same, w_diff = 1.0 / (kinds * max(n_same, 1)), 1.0 / (kinds * max(n_diff, 1))
+    w_same, w_diff = pair_weights(*pair_counts(labels, groups), reduction)
     sq = (f * f).sum(1)
     rows = torch.arange(n, device=f.device)
     step = max(1, chunk_elements // max(n, 1))

@@ -139,6 +139,54 @@ WSLS_ALWAYS_INLINE void dot_block(const Tiles<acc_t>& P, int64_t p0, int64_t q0,
   }
 }
 
+// d2 of row p and the W columns from q0 from the differences of their features.
+template <typename Tr, typename acc_t>
+WSLS_ALWAYS_INLINE typename Tr::V exact_distance(const Tiles<acc_t>& P, int64_t p, int64_t q0) {
+  using V = typename Tr::V;
+  const acc_t* __restrict__ ft = P.FT + q0;
+  const acc_t* __restrict__ fp = P.F + p * P.dim;
+  V s = V{};
+  for (int64_t k = 0; k < P.dim; ++k) {
+    const V d = load<V>(ft + k * P.ld_t) - fp[k];
+    s += d * d;
+  }
+  return s;
+}
+
+template <typename I>
+WSLS_ALWAYS_INLINE bool any_lane(const I& m) {
+  auto acc = m[0];
+  for (size_t j = 1; j < sizeof(I) / sizeof(m[0]); ++j) acc |= m[j];
+  return acc != 0;
+}
+
+// Phase A for kR rows from p0 and the W columns from q0: squared distances (recomputed from the
+// differences where needs_exact_distance says so) and same-class masks.
+template <typename Tr, typename acc_t>
+WSLS_ALWAYS_INLINE void panel_distances(const Tiles<acc_t>& P, int64_t p0, int64_t q0,
+                                        typename Tr::V (&d2)[kR], typename Tr::I (&same)[kR]) {
+  using V = typename Tr::V;
+  using I = typename Tr::I;
+  using lane_t = typename Tr::lane_t;
+  V dot[kR];
+  dot_block<Tr>(P, p0, q0, dot);
+  const V nq = load<V>(P.norms + q0);
+  const I cq = Tr::load_cls(P.cls + q0);
+  I near[kR];
+  I near_any = I{};
+  for (int r = 0; r < kR; ++r) {
+    const V np = Tr::splat(P.norms[p0 + r]);
+    d2[r] = squared_distance(np, nq, dot[r]);
+    same[r] = cq == static_cast<lane_t>(P.cls[p0 + r]);
+    near[r] = needs_exact_distance(d2[r], np, nq) & ~same[r];
+    near_any |= near[r];
+  }
+  if (!any_lane(near_any)) return;
+  for (int r = 0; r < kR; ++r) {
+    if (any_lane(near[r])) d2[r] = near[r] ? exact_distance<Tr>(P, p0 + r, q0) : d2[r];
+  }
+}
+
 // Sum over the tile's pairs (p, q > p) of w(kind) * loss, for rows [r0, r1), columns [c0, c1).
 template <typename Tr, typename acc_t>
 WSLS_ALWAYS_INLINE double tile_loss(const Tiles<acc_t>& P, int64_t r0, int64_t r1, int64_t c0,
@@ -154,18 +202,15 @@ WSLS_ALWAYS_INLINE double tile_loss(const Tiles<acc_t>& P, int64_t r0, int64_t r
   for (int64_t p0 = r0; p0 < r1; p0 += kR) {
     V acc = zero;
     for (int64_t q0 = first_panel(p0, c0, W); q0 < c1; q0 += W) {
-      V dot[kR];
-      dot_block<Tr>(P, p0, q0, dot);
-      const V nq = load<V>(P.norms + q0);
-      const I cq = Tr::load_cls(P.cls + q0);
+      V d2[kR];
+      I same[kR];
+      panel_distances<Tr>(P, p0, q0, d2, same);
       const I q = lanes + static_cast<lane_t>(q0);
       for (int r = 0; r < kR; ++r) {
         const int64_t p = p0 + r;
         if (p >= r1) break;
-        const V d2 = squared_distance(Tr::splat(P.norms[p]), nq, dot[r]);
-        const auto same = cq == static_cast<lane_t>(P.cls[p]);
         const auto valid = (q > static_cast<lane_t>(p)) & (q < static_cast<lane_t>(c1));
-        const V loss = pair_loss<Tr>(d2, same, eps) * (same ? ws : wd);
+        const V loss = pair_loss<Tr>(d2[r], same[r], eps) * (same[r] ? ws : wd);
         acc += valid ? loss : zero;
       }
     }
@@ -267,20 +312,17 @@ WSLS_ALWAYS_INLINE void tile_grad(const Tiles<acc_t>& P, int64_t r0, int64_t r1,
     acc_t* __restrict__ crow = C + (p0 - r0) * kCols;
     for (int r = 0; r < kR; ++r) std::fill(crow + r * kCols, crow + r * kCols + (qbegin - c0), 0);
     for (int64_t q0 = qbegin; q0 < c1; q0 += W) {
-      V dot[kR];
-      dot_block<Tr>(P, p0, q0, dot);
-      const V nq = load<V>(P.norms + q0);
-      const I cq = Tr::load_cls(P.cls + q0);
+      V d2[kR];
+      I same[kR];
+      panel_distances<Tr>(P, p0, q0, d2, same);
       const I q = lanes + static_cast<lane_t>(q0);
       V cs = load<V>(colsum + (q0 - c0));
       for (int r = 0; r < kR; ++r) {
         const int64_t p = p0 + r;
         V c = zero;
         if (p < r1) {
-          const V d2 = squared_distance(Tr::splat(P.norms[p]), nq, dot[r]);
-          const auto same = cq == static_cast<lane_t>(P.cls[p]);
           const auto valid = (q > static_cast<lane_t>(p)) & (q < static_cast<lane_t>(c1));
-          const V coef = pair_coef<Tr>(d2, same, eps) * (same ? ws : wd);
+          const V coef = pair_coef<Tr>(d2[r], same[r], eps) * (same[r] ? ws : wd);
           c = valid ? coef : zero;
         }
         store(crow + r * kCols + (q0 - c0), c);

@@ -11,6 +11,7 @@
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/isfinite.h>
+#include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/nonzero.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/zeros.h>
@@ -155,10 +156,13 @@ inline Prepared prepare(const at::Tensor& embeddings, const at::Tensor& labels,
   }
 
   // Rows: gathered in the accumulation type, centred over the labelled rows, zero padded.
-  at::Tensor f = embeddings.index_select(0, out.perm).to(acc);
-  if (M > 0) f = f - f.mean(0, /*keepdim=*/true);
-  out.emb = at::constant_pad_nd(f, {0, dim - K, 0, pad_rows}, 0).contiguous();
-  out.norms = (out.emb * out.emb).sum(1);
+  out.emb = at::zeros({M + pad_rows, dim}, embeddings.options().dtype(acc));
+  if (M > 0) {
+    at::Tensor body = out.emb.narrow(0, 0, M).narrow(1, 0, K);
+    body.copy_(embeddings.index_select(0, out.perm));
+    body.sub_(body.mean(0, /*keepdim=*/true));
+  }
+  out.norms = at::linalg_vector_norm(out.emb, 2, 1).square_();
   return out;
 }
 

@@ -71,6 +71,31 @@ __device__ __forceinline__ acc_t row_dot(const acc_t (&fp)[TileShape<acc_t, KP>:
   return dot;
 }
 
+// d2 of the row and column j of the staged tile (q): from the norms and the dot product, or from
+// the differences of the features where needs_exact_distance says so (different classes only).
+template <typename acc_t, int KP>
+__device__ __forceinline__ acc_t pair_distance(const acc_t (&fp)[TileShape<acc_t, KP>::kFeatures],
+                                               const acc_t* s_f, int j, const acc_t* F, int64_t row,
+                                               int64_t q, int64_t K, acc_t np, acc_t nq,
+                                               bool same) {
+  const acc_t d2 = squared_distance(np, nq, row_dot<acc_t, KP>(fp, s_f, j, F, row, q, K));
+  if (same || !needs_exact_distance(d2, np, nq)) return d2;
+  acc_t s = 0;
+  if constexpr (KP > 0) {
+#pragma unroll
+    for (int k = 0; k < KP; ++k) {
+      const acc_t d = s_f[j * KP + k] - fp[k];
+      s += d * d;
+    }
+  } else {
+    for (int64_t k = 0; k < K; ++k) {
+      const acc_t d = F[q * K + k] - F[row * K + k];
+      s += d * d;
+    }
+  }
+  return s;
+}
+
 template <typename acc_t, int KP>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const Problem p, double* __restrict__ partials) {
@@ -108,9 +133,8 @@ __global__ void __launch_bounds__(kThreads)
       for (int j = 0; j < n; ++j) {
         const int64_t q = c0 + j;
         if (q <= row) continue;  // each unordered pair once (diagonal tile only)
-        const acc_t dot = row_dot<acc_t, KP>(fp, s_f, j, F, row, q, K);
-        const acc_t d2 = squared_distance(np, s_norm[j], dot);
         const bool same = s_cls[j] == cp;
+        const acc_t d2 = pair_distance<acc_t, KP>(fp, s_f, j, F, row, q, K, np, s_norm[j], same);
         tile += pair_loss<Math>(d2, same, eps) * (same ? ws : wd);
       }
     }
@@ -177,9 +201,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int j = 0; j < n; ++j) {
       const int64_t q = c0 + j;
       if (q == row) continue;
-      const acc_t dot = row_dot<acc_t, KP>(fp, s_f, j, F, row, q, K);
-      const acc_t d2 = squared_distance(np, s_norm[j], dot);
       const bool same = s_cls[j] == cp;
+      const acc_t d2 = pair_distance<acc_t, KP>(fp, s_f, j, F, row, q, K, np, s_norm[j], same);
       const acc_t c = pair_coef<Math>(d2, same, eps) * (same ? ws : wd);
       rowsum += c;
       if constexpr (KP > 0) {

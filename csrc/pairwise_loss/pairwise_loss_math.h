@@ -122,6 +122,16 @@ WSLS_PAIR_MATH V squared_distance(V norm_p, V norm_q, V dot) {
   return d2 > 0.0f ? d2 : d2 * 0.0f;
 }
 
+// The form above keeps d2's absolute accuracy (a few ulp of the norms) but not its relative
+// accuracy when d2 is small against the norms. Same-class pairs need only the former; pairs of
+// different classes, whose gradient grows as 1 / d2, are recomputed from the differences of
+// their features where d2 < (|f_p|^2 + |f_q|^2) / 16 (then within 1e-5 relative up to K = 64).
+// Such pairs are rare: the loss pushes different classes apart.
+template <typename V>
+WSLS_PAIR_MATH auto needs_exact_distance(V d2, V norm_p, V norm_q) {
+  return d2 < (norm_p + norm_q) * 0.0625f;
+}
+
 // Scalar traits, host and device.
 template <typename T>
 struct ScalarMath;

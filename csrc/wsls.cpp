@@ -26,4 +26,15 @@ TORCH_LIBRARY(wsls, m) {
   m.def("candidate_scores(Tensor masks, Tensor acam) -> Tensor", {at::Tag::pt2_compliant_tag});
   m.def("pack_masks(Tensor masks) -> Tensor", {at::Tag::pt2_compliant_tag});
   m.def("unpack_masks(Tensor masks, SymInt depth) -> Tensor", {at::Tag::pt2_compliant_tag});
+  // embeddings (N, K), labels (N) int64 (negative = ignored), groups (N) int64 or None; see
+  // pairwise_loss/pairwise_loss.h. reduction: 'balanced', 'mean' or 'sum'. The backward
+  // recomputes the pairs from the inputs; grad is the loss' gradient (one value).
+  m.def(
+      "pairwise_affinity_loss(Tensor embeddings, Tensor labels, Tensor? groups=None, "
+      "str reduction='balanced', float eps=1e-06) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  m.def(
+      "pairwise_affinity_loss_backward(Tensor grad, Tensor embeddings, Tensor labels, "
+      "Tensor? groups, str reduction, float eps) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
 }

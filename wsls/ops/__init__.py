@@ -15,6 +15,7 @@ from .affinity_grow import (
     unpack_masks,
 )
 from .attention_cam import attention_cam
+from .pairwise_loss import pairwise_affinity_loss
 from .reference import AttentionCamResult, cam_gap, cam_gmp
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "has_kernel",
     "mask_nms",
     "pack_masks",
+    "pairwise_affinity_loss",
     "reference",
     "union_masks",
     "unpack_masks",

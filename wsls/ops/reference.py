@@ -211,3 +211,150 @@ def candidate_scores(masks: Tensor, acam: Tensor) -> Tensor:
     total = m @ acam.reshape(-1).to(torch.float64)
     count = m.sum(dim=1)
     return torch.where(count > 0, total / count.clamp(min=1), 0.0).to(acam.dtype)
+# --- pairwise affinity loss (DESIGN section 2 "Affinity", "Class balance") -------------------
+
+PAIR_REDUCTIONS = ("balanced", "mean", "sum")
+_LOG2 = 0.6931471805599453
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in PAIR_REDUCTIONS:
+        raise ValueError(
+            "pairwise_affinity_loss: reduction must be 'balanced', 'mean' or 'sum', "
+            f"got {reduction!r}"
+        )
+
+
+def pair_losses(d2: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Per-pair losses at squared distance d2: (same class, different class).
+
+    same: -log A = softplus(d2) - log 2 with A = 2 / (1 + exp(d2));
+    different: -log(1 - A) = -log(tanh(d2 / 2)), clamped at eps (finite at d2 = 0, zero
+    gradient where the clamp holds).
+    """
+    same = torch.nn.functional.softplus(d2) - _LOG2
+    diff = -torch.log(torch.tanh(d2 / 2).clamp_min(eps))
+    return same, diff
+
+
+def _reduce_pairs(s_same, s_diff, n_same, n_diff, reduction: str) -> Tensor:
+    """The reduction from the sums and numbers of ordered pairs of each kind."""
+    if reduction == "sum":
+        return s_same + s_diff
+    if reduction == "mean":
+        return (s_same + s_diff) / max(n_same + n_diff, 1)
+    kinds = max(int(n_same > 0) + int(n_diff > 0), 1)
+    return (s_same / max(n_same, 1) + s_diff / max(n_diff, 1)) / kinds
+
+
+def pairwise_affinity_loss(
+    embeddings: Tensor,
+    labels: Tensor,
+    groups: Tensor | None = None,
+    reduction: str = "balanced",
+    eps: float = 1e-6,
+) -> Tensor:
+    """Dense pairwise affinity loss (N x N matrices: small N only). embeddings (N, K), labels
+    (N) int64 (negative = ignored), groups (N) int64 or None (pairs only within a group).
+
+    Over ordered pairs p != q, both labelled, same group: the same-class and different-class
+    losses of ``pair_losses``; 'balanced' = mean of the same-class mean and the
+    different-class mean (over the non-empty kinds), 'mean' over all pairs, 'sum'. No valid
+    pair: 0.
+    """
+    _check_reduction(reduction)
+    dtype = embeddings.dtype
+    f = embeddings.to(_compute_dtype(embeddings))
+    valid = labels >= 0
+    pairs = valid[:, None] & valid[None, :]
+    if groups is not None:
+        pairs &= groups[:, None] == groups[None, :]
+    pairs.fill_diagonal_(False)
+    same = pairs & (labels[:, None] == labels[None, :])
+    diff = pairs & ~same
+    sq = (f * f).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2 * f @ f.T).clamp_min(0)
+    loss_same, loss_diff = pair_losses(d2, eps)
+    s_same = torch.where(same, loss_same, 0).sum()
+    s_diff = torch.where(diff, loss_diff, 0).sum()
+    n_same, n_diff = int(same.sum()), int(diff.sum())
+    return _reduce_pairs(s_same, s_diff, n_same, n_diff, reduction).to(dtype)
+
+
+def pair_counts(labels: Tensor, groups: Tensor | None = None) -> tuple[int, int]:
+    """Numbers of valid ordered pairs (same class, different class), without N x N memory."""
+    valid = labels >= 0
+    lab = labels[valid]
+    grp = groups[valid] if groups is not None else torch.zeros_like(lab)
+    _, class_sizes = torch.unique(torch.stack([grp, lab]), dim=1, return_counts=True)
+    _, group_sizes = torch.unique(grp, return_counts=True)
+    n_same = int((class_sizes * (class_sizes - 1)).sum())
+    n_total = int((group_sizes * (group_sizes - 1)).sum())
+    return n_same, n_total - n_same
+
+
+def pair_weights(n_same: int, n_diff: int, reduction: str) -> tuple[float, float]:
+    """Weight of one valid ordered pair's loss of each kind (same, different) in the reduction."""
+    _check_reduction(reduction)
+    if reduction == "sum":
+        return 1.0, 1.0
+    if reduction == "mean":
+        return 1.0 / max(n_same + n_diff, 1), 1.0 / max(n_same + n_diff, 1)
+    kinds = max(int(n_same > 0) + int(n_diff > 0), 1)
+    return 1.0 / (kinds * max(n_same, 1)), 1.0 / (kinds * max(n_diff, 1))
+
+
+def _chunk_loss(f, rows, sq, labels, groups, start, stop, w_same, w_diff, eps):
+    """Weighted loss of the pairs (p, q) with p in [start, stop)."""
+    fr = f[start:stop]
+    d2 = (sq[start:stop, None] + sq[None, :] - 2 * fr @ f.T).clamp_min(0)
+    valid = labels >= 0
+    pairs = valid[start:stop, None] & valid[None, :]
+    if groups is not None:
+        pairs &= groups[start:stop, None] == groups[None, :]
+    pairs &= rows[start:stop, None] != rows[None, :]
+    same = pairs & (labels[start:stop, None] == labels[None, :])
+    loss_same, loss_diff = pair_losses(d2, eps)
+    return (
+        w_same * torch.where(same, loss_same, 0).sum()
+        + w_diff * torch.where(pairs & ~same, loss_diff, 0).sum()
+    )
+
+
+def pairwise_affinity_loss_chunked(
+    embeddings: Tensor,
+    labels: Tensor,
+    groups: Tensor | None = None,
+    reduction: str = "balanced",
+    eps: float = 1e-6,
+    chunk_elements: int = 1 << 25,
+) -> Tensor:
+    """The same loss as ``pairwise_affinity_loss`` in row blocks of about chunk_elements pairs,
+    each block recomputed in the backward (activation checkpointing): memory O(chunk + N K),
+    usable to N = 65,536 on a CPU (slowly). The pair counts come first, so each block adds its
+    weighted share."""
+    _check_reduction(reduction)
+    dtype = embeddings.dtype
+    f = embeddings.to(_compute_dtype(embeddings))
+    n = f.shape[0]
+    w_same, w_diff = pair_weights(*pair_counts(labels, groups), reduction)
+    sq = (f * f).sum(1)
+    rows = torch.arange(n, device=f.device)
+    step = max(1, chunk_elements // max(n, 1))
+    total = f.new_zeros(())
+    for start in range(0, n, step):
+        total = total + torch.utils.checkpoint.checkpoint(
+            _chunk_loss,
+            f,
+            rows,
+            sq,
+            labels,
+            groups,
+            start,
+            min(start + step, n),
+            w_same,
+            w_diff,
+            eps,
+            use_reentrant=False,
+        )
+    return total.to(dtype)

@@ -1,0 +1,192 @@
+"""Tiled pairwise_affinity_loss vs the dense eager PyTorch reference and KeOps (a pykeops
+LazyTensor formula of the same loss), forward and forward+backward, all in one process.
+
+Inputs: N embeddings of K features (standard normal), labels 80 % normal (0), 10 % lesion (1),
+10 % ignored (-1), one group, the default 'balanced' reduction. Prints median times, the ratio
+time / ours (> 1: ours is faster), and the peak extra memory of each call. The dense reference
+runs only up to --dense-max rows (it holds several N x N matrices), KeOps up to --keops-max on
+the CPU (its time grows as N^2: about 20 s at N = 16,384 there); larger sizes say why they are
+skipped. CUDA runs N up to 10^6.
+
+Run: python benchmarks/bench_pairwise_loss.py [--device cpu|cuda|all] [--sizes 4096x16,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import fmt_mb, fmt_ms, median_seconds, peak_extra_bytes, print_table  # noqa: E402
+
+from wsls.ops import build_info, pairwise_affinity_loss, reference  # noqa: E402
+
+SIZES = {
+    "cpu": [(4096, 16), (4096, 32), (16384, 16), (16384, 32), (65536, 16), (65536, 32)],
+    "cuda": [(4096, 16), (16384, 16), (16384, 32), (65536, 16), (65536, 32), (262144, 16)]
+    + [(1_000_000, 16), (1_000_000, 32)],
+}
+
+
+def make_inputs(n: int, k: int, device: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n, k, generator=g)
+    u = torch.rand(n, generator=g)
+    labels = torch.where(u < 0.8, 0, torch.where(u < 0.9, 1, -1))
+    return emb.to(device), labels.to(device)
+
+
+def keops_loss(embeddings, labels, groups=None, reduction="balanced", eps=1e-6):
+    """The same loss as a KeOps LazyTensor reduction (symbolic, never N x N in memory).
+
+    Same-class pairs: d2 + log((1 + e^-d2) / 2) = softplus(d2) - log 2; different-class pairs:
+    -log(max(tanh(d2 / 2), eps)) with tanh(d2 / 2) = (1 - e^-d2) / (1 + e^-d2); the diagonal
+    (same class, d2 = 0) adds 0. Labels and groups ride along as float columns.
+    """
+    from pykeops.torch import LazyTensor
+
+    w_same, w_diff = reference.pair_weights(*reference.pair_counts(labels, groups), reduction)
+    x = embeddings.contiguous()
+    dt = x.dtype
+    col = {
+        "v": (labels >= 0).to(dt)[:, None],
+        "l": labels.to(dt)[:, None],
+        "g": (groups if groups is not None else torch.zeros_like(labels)).to(dt)[:, None],
+    }
+    x_i, x_j = LazyTensor(x[:, None, :]), LazyTensor(x[None, :, :])
+    v_i, v_j = LazyTensor(col["v"][:, None, :]), LazyTensor(col["v"][None, :, :])
+    l_i, l_j = LazyTensor(col["l"][:, None, :]), LazyTensor(col["l"][None, :, :])
+    g_i, g_j = LazyTensor(col["g"][:, None, :]), LazyTensor(col["g"][None, :, :])
+    d2 = x_i.sqdist(x_j)
+    e = (-d2).exp()
+    same = 1 - (l_i - l_j).abs().sign()
+    pair = v_i * v_j * (1 - (g_i - g_j).abs().sign())
+    loss_same = d2 + ((1 + e) * 0.5).log()
+    loss_diff = -(((1 - e) / (1 + e) - eps).relu() + eps).log()
+    per_pair = pair * (same * (w_same * loss_same) + (1 - same) * (w_diff * loss_diff))
+    return per_pair.sum(dim=1).sum()
+
+
+def forward(fn, emb, labels):
+    def run():
+        with torch.no_grad():
+            return fn(emb, labels)
+
+    return run
+
+
+def forward_backward(fn, emb, labels):
+    def run():
+        x = emb.detach().requires_grad_()
+        fn(x, labels).backward()
+        return x.grad
+
+    return run
+
+
+def measure(run, device: str, min_run_time: float, slow_s: float = 2.0):
+    """(median seconds, runs, peak extra bytes). The peak measurement doubles as the warm-up
+    (and KeOps' compilation); calls slower than slow_s are timed 3 times, faster ones by
+    torch.utils.benchmark for min_run_time seconds."""
+    peak = peak_extra_bytes(run, device)
+    start = time.perf_counter()
+    run()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    first = time.perf_counter() - start
+    if first < slow_s:
+        return median_seconds(run, min_run_time), "auto", peak
+    times = [first]
+    for _ in range(2):
+        start = time.perf_counter()
+        run()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), str(len(times)), peak
+
+
+def check_agreement(impls, emb, labels) -> str:
+    """max relative difference of the losses against ours, as a sanity line."""
+    with torch.no_grad():
+        ours = float(impls["ours"](emb, labels))
+        parts = []
+        for name, fn in impls.items():
+            if name != "ours":
+                other = float(fn(emb, labels))
+                parts.append(f"{name} {abs(other - ours) / abs(ours):.1e}")
+    return f"loss {ours:.6f}; relative difference to ours: " + ", ".join(parts)
+
+
+def bench_device(device: str, sizes, args) -> None:
+    try:
+        import pykeops  # noqa: F401
+
+        have_keops = not args.no_keops
+    except ImportError:
+        have_keops = False
+        print("pykeops is not installed: the KeOps column is skipped (pip install pykeops)")
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"\n### {device}: {name}, {torch.get_num_threads()} threads\n")
+    keops_max = args.keops_max if device == "cpu" else 1 << 62
+    rows = []
+    for n, k in sizes:
+        emb, labels = make_inputs(n, k, device)
+        impls = {"ours": pairwise_affinity_loss}
+        if n <= args.dense_max:
+            impls["dense reference"] = reference.pairwise_affinity_loss
+        else:
+            print(f"N={n}: dense reference skipped (N x N matrices; --dense-max {args.dense_max})")
+        if have_keops and n <= keops_max:
+            impls["KeOps"] = keops_loss
+        elif have_keops:
+            print(f"N={n}: KeOps skipped (N^2 time on the CPU; --keops-max {keops_max})")
+        print(f"N={n} K={k}: {check_agreement(impls, emb, labels)}")
+        for mode, wrap in (("forward", forward), ("forward+backward", forward_backward)):
+            results = {}
+            for impl, fn in impls.items():
+                try:
+                    results[impl] = measure(wrap(fn, emb, labels), device, args.min_run_time)
+                except Exception as exc:  # out of memory, KeOps build problems: say so
+                    print(f"{impl} failed on N={n} K={k} {mode}: {type(exc).__name__}: {exc}")
+                    results[impl] = (None, "", None)
+            ours = results["ours"][0]
+            for impl, (t, runs, peak) in results.items():
+                ratio = f"{t / ours:.1f}x" if t and ours else "n/a"
+                rows.append([str(n), str(k), mode, impl, fmt_ms(t), runs, ratio, fmt_mb(peak)])
+            sys.stdout.flush()
+    print()
+    print_table(
+        ["N", "K", "pass", "impl", "median ms", "runs", "time / ours", "peak extra MB"], rows
+    )
+
+
+def parse_sizes(text: str):
+    return [tuple(int(v) for v in item.split("x")) for item in text.split(",") if item]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    parser.add_argument("--sizes", type=parse_sizes, help="NxK,... (default: per device)")
+    parser.add_argument("--dense-max", type=int, default=16384, help="largest N for the dense")
+    parser.add_argument("--keops-max", type=int, default=16384, help="largest N for KeOps (CPU)")
+    parser.add_argument("--no-keops", action="store_true")
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing")
+    args = parser.parse_args()
+    print(f"wsls build: {build_info()}")
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    for device in devices:
+        if device == "cuda" and not torch.cuda.is_available():
+            print("\n### cuda: no CUDA device visible, skipped")
+            continue
+        bench_device(device, args.sizes or SIZES[device], args)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ def classifier_maps(
     window: int = 32,
     overlap: float = 0.5,
     batch_size: int = 8,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, float]:
     """The classifier's raw CAM and its head's localisation map over a volume.
 
     The classifier sees windows of its training patch size (its receptive field is larger than
@@ -26,14 +26,16 @@ def classifier_maps(
     Args:
         image: (C, H, W, D) prepared (normalised) volume.
     Returns:
-        cam (H, W, D) raw class map, and map (H, W, D) in [0, 1]: ACAM for an 'acam' head,
-        relu(CAM) / max for 'gap' and 'gmp'.
+        cam (H, W, D) raw class map; map (H, W, D) in [0, 1]: ACAM for an 'acam' head,
+        relu(CAM) / max for 'gap' and 'gmp'; the highest lesion probability of any window.
     """
     model.eval()
     stride = model.spec.stride
+    best = [0.0]
 
     def run(batch: Tensor) -> Tensor:
         out = model(batch)
+        best[0] = max(best[0], torch.sigmoid(out.logits.float()).max().item())
         size = tuple(batch.shape[2:])
         cam = upsample_map(out.cam, stride, size)
         loc = upsample_map(out.maps, stride, size)
@@ -42,4 +44,4 @@ def classifier_maps(
     maps = sliding_window(run, image, window, overlap, batch_size)
     loc = maps[1].clamp_min(0)
     peak = loc.max()
-    return maps[0], loc / peak if peak > 0 else loc
+    return maps[0], loc / peak if peak > 0 else loc, best[0]

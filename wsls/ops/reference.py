@@ -211,6 +211,8 @@ def candidate_scores(masks: Tensor, acam: Tensor) -> Tensor:
     total = m @ acam.reshape(-1).to(torch.float64)
     count = m.sum(dim=1)
     return torch.where(count > 0, total / count.clamp(min=1), 0.0).to(acam.dtype)
+
+
 # --- pairwise affinity loss (DESIGN section 2 "Affinity", "Class balance") -------------------
 
 PAIR_REDUCTIONS = ("balanced", "mean", "sum")

@@ -1,0 +1,100 @@
+"""Running a trained model on a prepared volume: maps, refinement, embeddings, regions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from wsls.infer.maps import classifier_maps
+from wsls.infer.regions import Regions, segment_regions
+from wsls.infer.seeds import spread_seeds
+from wsls.models import Classifier3D
+from wsls.pipeline.config import WSLSConfig
+from wsls.train.confident import ConfidentVoxels, select_confident
+from wsls.train.embedding import embed_volume
+from wsls.train.intensity_em import lesion_posterior
+
+
+@dataclass
+class VolumeMaps:
+    """What the classifier and the intensity model say about one prepared volume.
+
+    acam (H, W, D) in [0, 1] (zero outside the brain); cam (H, W, D) raw; probability: the best
+    window's lesion probability; posterior (H, W, D) EM lesion posterior."""
+
+    acam: np.ndarray
+    cam: np.ndarray
+    probability: float
+    posterior: np.ndarray
+
+
+@dataclass
+class MethodResult:
+    """mask (H, W, D) bool on the prepared grid; maps; confident voxels; regions (seeds, scores,
+    kept, lambda), or None when the volume was judged lesion-free."""
+
+    mask: np.ndarray
+    maps: VolumeMaps
+    confident: ConfidentVoxels
+    regions: Regions | None
+
+
+def volume_maps(
+    classifier: Classifier3D, image: np.ndarray, brain: np.ndarray, config: WSLSConfig
+) -> VolumeMaps:
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    cam, acam, probability = classifier_maps(
+        classifier, x, window=config.patch.shape[0], overlap=config.window_overlap
+    )
+    acam = acam.numpy() * brain
+    peak = acam.max()
+    acam = (acam / peak if peak > 0 else acam).astype(np.float32)
+    posterior = lesion_posterior(image, brain, acam, config.em)
+    return VolumeMaps(acam, cam.numpy(), probability, posterior)
+
+
+def postprocess(mask: np.ndarray, brain: np.ndarray, config: WSLSConfig) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    mask = mask & brain
+    if config.fill_holes and mask.any():
+        mask = ndi.binary_fill_holes(mask)
+        for axis in range(3):  # holes open in 3D can still be enclosed in every slice
+            moved = np.moveaxis(mask, axis, 0)
+            filled = np.stack([ndi.binary_fill_holes(s) for s in moved])
+            mask = np.moveaxis(filled, 0, axis)
+        mask &= brain
+    if config.min_component > 0 and mask.any():
+        labels, n = ndi.label(mask)
+        sizes = np.bincount(labels.ravel())
+        keep = sizes >= config.min_component
+        keep[0] = False
+        mask = keep[labels]
+    return mask
+
+
+def segment_volume(
+    classifier: Classifier3D,
+    embedding: nn.Module,
+    image: np.ndarray,
+    brain: np.ndarray,
+    config: WSLSConfig,
+    maps: VolumeMaps | None = None,
+) -> MethodResult:
+    """ACAM + weakly supervised representation (ACAM+WSR) on one prepared volume.
+
+    Args:
+        image: (C, H, W, D) prepared; brain: (H, W, D) bool.
+    """
+    maps = maps or volume_maps(classifier, image, brain, config)
+    confident = select_confident(maps.acam, brain, maps.posterior, config.confident, config.seed)
+    if maps.probability < config.min_lesion_probability:
+        return MethodResult(np.zeros(brain.shape, bool), maps, confident, None)
+    lesion = confident.coords[confident.labels == 1]
+    seeds = spread_seeds(lesion, maps.acam[tuple(lesion.T)], config.regions.seeds)
+    emb = embed_volume(embedding, torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
+    regions = segment_regions(emb, seeds, maps.acam, brain, config.regions, maps.posterior)
+    return MethodResult(postprocess(regions.mask, brain, config), maps, confident, regions)

@@ -1,0 +1,124 @@
+"""The U-Net segmentation baselines (DESIGN section 1): S-UNet, trained on the true masks (the
+fully supervised upper reference), and WS-UNet, trained on thresholded ACAM pseudo-labels.
+Loss: BCE + soft Dice (plain BCE collapses to empty output on small lesions, DESIGN 8)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from wsls.data.patches import PatchConfig, PatchSampler
+from wsls.data.preprocess import Prepared
+from wsls.infer.windows import sliding_window
+from wsls.models import UNet3D, UNetSpec
+from wsls.train.loop import fit
+from wsls.train.patch_batches import PatchBatches
+from wsls.train.task import FitConfig, FitResult
+
+
+@dataclass
+class SegmenterTrainConfig:
+    """width, levels: the U-Net; patch: patches (positives = patches holding target voxels);
+    batch_size; dice_weight: weight of the soft Dice term beside BCE."""
+
+    width: int = 8
+    levels: int = 3
+    patch: PatchConfig = field(default_factory=lambda: PatchConfig(size=32, min_lesion_voxels=1))
+    batch_size: int = 4
+    dice_weight: float = 1.0
+
+
+def soft_dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    inter = (p * t).sum(1)
+    return (1 - (2 * inter + eps) / (p.sum(1) + t.sum(1) + eps)).mean()
+
+
+class _Targets:
+    """A prepared case whose ``mask`` is replaced by training targets (pseudo-labels)."""
+
+    def __init__(self, case: Prepared, target: np.ndarray) -> None:
+        self.id, self.brain, self.label, self.mask = case.id, case.brain, case.label, target
+
+
+class SegmenterTask:
+    name = "segmenter"
+
+    def __init__(
+        self,
+        cases: Sequence[Prepared],
+        targets: Sequence[np.ndarray],
+        config: SegmenterTrainConfig,
+        seed: int = 0,
+    ) -> None:
+        self.config = config
+        wrapped = [_Targets(c, t) for c, t in zip(cases, targets, strict=True)]
+        try:
+            sampler = PatchSampler(wrapped, config.patch, seed)
+        except ValueError:  # no target-free patch position: train on target patches only
+            sampler = PatchSampler(wrapped, replace(config.patch, positive_fraction=1.0), seed)
+        self.batches = PatchBatches(
+            sampler, [c.image for c in cases], config.batch_size, targets=list(targets)
+        )
+        self.in_channels = cases[0].image.shape[0]
+
+    def config_dict(self) -> dict:
+        return {**asdict(self.config), "patch": asdict(self.config.patch)}
+
+    def build_model(self) -> UNet3D:
+        return UNet3D(UNetSpec(self.in_channels, 1, self.config.width, self.config.levels))
+
+    def train_batches(self, epoch: int, rank: int, world_size: int):
+        return self.batches.epoch(epoch, rank, world_size)
+
+    def loader_state(self) -> dict:
+        return dict(self.batches.state)
+
+    def load_loader_state(self, state: dict) -> None:
+        self.batches.state = {
+            "epoch": int(state.get("epoch", -1)),
+            "batches": int(state.get("batches", 0)),
+        }
+
+    def training_step(self, model, batch):
+        x, _, target = batch
+        logits = model(x)[:, 0].float()
+        target = target.float()
+        bce = F.binary_cross_entropy_with_logits(logits, target)
+        dice = soft_dice_loss(logits, target)
+        return bce + self.config.dice_weight * dice, {"bce": bce.item(), "dice_loss": dice.item()}
+
+    def validate(self, model) -> dict[str, float]:
+        return {}
+
+    def items_in(self, batch) -> int:
+        return int(batch[0].shape[0])
+
+
+def train_segmenter(
+    cases: Sequence[Prepared],
+    targets: Sequence[np.ndarray],
+    run_dir: str | Path,
+    config: SegmenterTrainConfig | None = None,
+    fit_config: FitConfig | None = None,
+    *,
+    resume: bool = False,
+) -> FitResult:
+    """Train a U-Net on (cases, voxel targets): true masks for S-UNet, pseudo-labels for WS-UNet."""
+    fit_config = fit_config or FitConfig(select_metric="train_loss")
+    task = SegmenterTask(cases, targets, config or SegmenterTrainConfig(), seed=fit_config.seed)
+    return fit(task, run_dir, fit_config, resume=resume)
+
+
+@torch.no_grad()
+def segmenter_probability(model: UNet3D, image: Tensor, window: int = 32) -> Tensor:
+    """(C, H, W, D) -> lesion probability (H, W, D), by sliding windows of the training size."""
+    model.eval()
+    return sliding_window(lambda x: torch.sigmoid(model(x)), image, window)[0]

@@ -41,6 +41,8 @@ check-cuda-build: setup
 	$(PY) -c "import torch, wsls.ops as o; i = o.build_info(); \
 	assert i['cuda'], 'wsls was built without its CUDA kernels'; \
 	assert o.has_kernel('attention_cam', 'CUDA'), 'no CUDA kernel registered'; \
+	assert o.has_kernel('pairwise_affinity_loss', 'CUDA'), 'no pairwise_affinity_loss CUDA kernel'; \
+	assert o.has_kernel('pairwise_affinity_loss_backward', 'CUDA'), 'no CUDA backward kernel'; \
 	print('CUDA kernels compiled for', i['cuda_arch_list'])"
 
 lint: $(VENV)/.deps

@@ -159,7 +159,7 @@ def bench_device(device: str, sizes, args) -> None:
             for impl, (t, runs, peak) in results.items():
                 ratio = f"{t / ours:.1f}x" if t and ours else "n/a"
                 rows.append([str(n), str(k), mode, impl, fmt_ms(t), runs, ratio, fmt_mb(peak)])
-            sys.stdout.flush()
+                print("  " + " ".join(rows[-1]), flush=True)  # progress; the table comes last
     print()
     print_table(
         ["N", "K", "pass", "impl", "median ms", "runs", "time / ours", "peak extra MB"], rows

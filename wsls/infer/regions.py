@@ -13,7 +13,24 @@ from torch import Tensor
 
 from wsls.ops import affinity_grow, candidate_scores, mask_nms
 
-DEFAULT_LAMBDAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+DEFAULT_LAMBDAS = (
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    0.95,
+    0.97,
+    0.98,
+    0.99,
+    0.995,
+    0.999,
+)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from wsls.pipeline.run import segment_volume
 from wsls.pipeline.train import train_wsls
 from wsls.train.segmenter import segmenter_probability
 
-GRID = np.linspace(0.05, 0.95, 19)
+GRID = np.r_[0.01, 0.02, 0.03, 0.04, np.linspace(0.05, 0.95, 19)]
 
 
 def scores(pred, truth, brain) -> dict:

@@ -113,3 +113,11 @@ def test_config_round_trip():
     assert again == config
     with pytest.raises(ValueError, match="unknown settings"):
         WSLSConfig.from_dict({"modalitys": ["flair"]})
+
+
+def test_otsu_threshold_splits_two_modes():
+    from wsls.pipeline.train import otsu_threshold
+
+    rng = np.random.default_rng(0)
+    values = np.r_[rng.normal(0.1, 0.02, 5000), rng.normal(0.7, 0.05, 500)]
+    assert 0.2 < otsu_threshold(values) < 0.6

@@ -171,8 +171,11 @@ def _self_training_voxels(classifier, embedding, case, maps, config, index) -> C
 def _baseline(name, cases, maps, out, config, resume, device, progress) -> nn.Module:
     if name.startswith("classifier_"):
         return _classifier(cases, out, config, name.split("_")[1], resume, device, progress)
-    if name == "ws_unet":
-        targets = [(m.acam >= 0.5) & c.brain for c, m in zip(cases, maps, strict=True)]
+    if name == "ws_unet":  # pseudo-labels: ACAM above its Otsu threshold inside the brain
+        targets = [
+            (m.acam >= otsu_threshold(m.acam[c.brain])) & c.brain
+            for c, m in zip(cases, maps, strict=True)
+        ]
     else:
         if any(c.mask is None for c in cases):
             raise ValueError(
@@ -205,6 +208,20 @@ def _compare_rules(cases, maps, config) -> dict:
         ]
         out[name] = {key: float(np.nanmean([s[key] for s in stats])) for key in stats[0]}
     return out
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """The threshold that maximises the between-class variance of values (Otsu)."""
+    if values.size == 0 or values.max() <= values.min():
+        return float(values.max()) if values.size else 0.5
+    hist, edges = np.histogram(values, bins=bins)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+    m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(edges[int(np.argmax(between[:-1])) + 1])
 
 
 def _precision_report(cases, confident) -> dict:

@@ -59,6 +59,7 @@ def test_classifier_resume_is_bit_exact(cases, tmp_path):
 def test_train_save_load_segment(cases, tmp_path):
     config = WSLSConfig(
         modalities=cases[0].modalities,
+        classifier_scale=1,
         patch=PATCH,
         width=4,
         stages=2,

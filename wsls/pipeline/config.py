@@ -28,7 +28,10 @@ class WSLSConfig:
 
     Attributes:
         modalities: input channels, in order (names as in wsls.data.modalities).
-        preprocess: grid and normalisation (default: half resolution, brain crop, z-score).
+        preprocess: grid and normalisation of the prepared volume, where the lesion's boundary
+            is drawn (default: the scan's own resolution, brain crop, z-score).
+        classifier_scale: the classifier sees the prepared volume averaged over blocks of this
+            many voxels per axis (2: 2 mm for 1 mm scans); its maps are upsampled back.
         patch: classifier patches (size, lesion voxels that make a patch positive...).
         width, stages, head, fusion: the classifier (stages - 1 poolings).
         classifier: its schedule (epochs, patches per epoch); batch_size: patches per step.
@@ -47,8 +50,9 @@ class WSLSConfig:
 
     modalities: tuple[str, ...] = ("flair", "t1c")
     preprocess: PreprocessConfig = field(
-        default_factory=lambda: PreprocessConfig(downsample=2.0, pad_to_multiple=8)
+        default_factory=lambda: PreprocessConfig(downsample=1.0, pad_to_multiple=8)
     )
+    classifier_scale: int = 2
     patch: PatchConfig = field(
         default_factory=lambda: PatchConfig(size=32, min_lesion_voxels=100, flip_lr=True)
     )

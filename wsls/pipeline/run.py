@@ -12,6 +12,7 @@ from wsls.infer.maps import classifier_maps
 from wsls.infer.regions import Regions, segment_regions
 from wsls.infer.seeds import spread_seeds
 from wsls.models import Classifier3D
+from wsls.pipeline.coarse import coarse_image, upsample
 from wsls.pipeline.config import WSLSConfig
 from wsls.train.confident import ConfidentVoxels, select_confident, supported_lesion
 from wsls.train.embedding import embed_volume
@@ -45,15 +46,19 @@ class MethodResult:
 def volume_maps(
     classifier: Classifier3D, image: np.ndarray, brain: np.ndarray, config: WSLSConfig
 ) -> VolumeMaps:
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    """The classifier's maps (computed on its coarse view, upsampled to the prepared grid) and
+    the intensity posterior (on the prepared grid)."""
+    factor = config.classifier_scale
+    x = torch.from_numpy(np.ascontiguousarray(coarse_image(image, factor), dtype=np.float32))
     cam, acam, probability = classifier_maps(
         classifier, x, window=config.patch.shape[0], overlap=config.window_overlap
     )
-    acam = acam.numpy() * brain
+    cam = upsample(cam.numpy(), factor, brain.shape)
+    acam = np.clip(upsample(acam.numpy(), factor, brain.shape), 0, None) * brain
     peak = acam.max()
     acam = (acam / peak if peak > 0 else acam).astype(np.float32)
     posterior = lesion_posterior(image, brain, acam, config.em)
-    return VolumeMaps(acam, cam.numpy(), probability, posterior)
+    return VolumeMaps(acam, cam, probability, posterior)
 
 
 def lesion_evidence(maps: VolumeMaps, brain: np.ndarray, config: WSLSConfig) -> np.ndarray:

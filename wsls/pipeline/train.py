@@ -14,6 +14,7 @@ from torch import nn
 
 from wsls.data.preprocess import Prepared
 from wsls.models import Classifier3D, ClassifierSpec
+from wsls.pipeline.coarse import coarse_case
 from wsls.pipeline.config import StageSchedule, WSLSConfig
 from wsls.pipeline.run import VolumeMaps, segment_volume, volume_maps
 from wsls.train.classifier import ClassifierTrainConfig, train_classifier
@@ -104,7 +105,9 @@ def train_wsls(
             f"train_wsls: unknown baselines {sorted(unknown)}; choose from {BASELINES}"
         )
     log(f"[wsls] classifier ({config.head}) on {len(cases)} cases")
-    classifier = _classifier(cases, out, config, config.head, resume, device, progress, val_cases)
+    coarse = [coarse_case(c, config.classifier_scale) for c in cases]
+    coarse_val = [coarse_case(c, config.classifier_scale) for c in val_cases]
+    classifier = _classifier(coarse, out, config, config.head, resume, device, progress, coarse_val)
     maps: list[VolumeMaps] = [volume_maps(classifier, c.image, c.brain, config) for c in cases]
     confident = [
         select_confident(m.acam, c.brain, m.posterior, config.confident, config.seed + i)
@@ -136,7 +139,9 @@ def train_wsls(
     models = TrainedModels(config, classifier, embedding)
     for name in baselines:
         log(f"[wsls] baseline {name}")
-        models.baselines[name] = _baseline(name, cases, maps, out, config, resume, device, progress)
+        models.baselines[name] = _baseline(
+            name, cases, coarse, maps, out, config, resume, device, progress
+        )
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return models
 
@@ -168,9 +173,10 @@ def _self_training_voxels(classifier, embedding, case, maps, config, index) -> C
     return select_confident(pseudo_map, case.brain, pseudo_post, rule, config.seed + index)
 
 
-def _baseline(name, cases, maps, out, config, resume, device, progress) -> nn.Module:
+def _baseline(name, cases, coarse, maps, out, config, resume, device, progress) -> nn.Module:
+    """CAM(GAP)/CAM(GMP) classifiers on the coarse view; the U-Nets on the prepared grid."""
     if name.startswith("classifier_"):
-        return _classifier(cases, out, config, name.split("_")[1], resume, device, progress)
+        return _classifier(coarse, out, config, name.split("_")[1], resume, device, progress)
     if name == "ws_unet":  # pseudo-labels: ACAM above its Otsu threshold inside the brain
         targets = [
             (m.acam >= otsu_threshold(m.acam[c.brain])) & c.brain

@@ -1,0 +1,64 @@
+"""The classifier's coarser view of a prepared volume.
+
+The classifier localises (its maps are coarse anyway, and 32^3 patches at 2 mm see a whole
+tumour), while the intensity model, the embedding and the region growing draw the boundary on
+the finer prepared grid: segmenting at the classifier's 2 mm and upsampling cost about 0.03 Dice
+on the shared BraTS cases against the trivial baseline that works at 1 mm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class CoarseCase:
+    """A prepared case averaged over factor^3 blocks: what the classifier trains on.
+
+    image (C, h, w, d) float32; brain, mask (h, w, d) bool (a block counts when at least half
+    of it does); id and label as the fine case's."""
+
+    id: str
+    image: np.ndarray
+    brain: np.ndarray
+    mask: np.ndarray | None
+    label: float | None
+
+
+def _pool(array: np.ndarray, factor: int) -> np.ndarray:
+    """Block means of the last three axes (padded at the far end with the edge value)."""
+    lead = array.shape[:-3]
+    x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(
+        1, -1, *array.shape[-3:]
+    )
+    pad = [(-s) % factor for s in array.shape[-3:]]
+    if any(pad):
+        x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
+    out = F.avg_pool3d(x, factor)
+    return out.numpy().reshape(*lead, *out.shape[-3:])
+
+
+def coarse_case(case, factor: int) -> CoarseCase:
+    """The coarse view of a prepared case (factor 1: the case's own arrays)."""
+    if factor == 1:
+        return CoarseCase(case.id, case.image, case.brain, case.mask, case.label)
+    mask = None if case.mask is None else _pool(case.mask, factor) >= 0.5
+    return CoarseCase(
+        case.id, _pool(case.image, factor), _pool(case.brain, factor) >= 0.5, mask, case.label
+    )
+
+
+def coarse_image(image: np.ndarray, factor: int) -> np.ndarray:
+    return image if factor == 1 else _pool(image, factor)
+
+
+def upsample(values: np.ndarray, factor: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """(h, w, d) coarse map -> (H, W, D) on the fine grid (trilinear, block centres aligned)."""
+    if factor == 1:
+        return values
+    x = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
+    up = F.interpolate(x, scale_factor=factor, mode="trilinear", align_corners=False)[0, 0]
+    return up[: shape[0], : shape[1], : shape[2]].numpy()

@@ -113,7 +113,7 @@ def segment(
         model: a ``TrainedModels`` (``wsls.load``, ``wsls.train``) or a bundle path (loaded
             once and cached).
         device: where the networks run ("cpu", "cuda", "cuda:1"); default: the input tensor's
-            device, else CPU.
+            device, else CPU. A ``TrainedModels`` passed in is moved there (in place).
         affine: (4, 4) voxel-to-world matrix of an array input (default: identity).
         brain: brain mask (file, or array on the input's grid); default: derived.
         case_id: name used in messages and reports.
@@ -219,6 +219,10 @@ def _check_labels(cases) -> None:
         )
 
 
+def _quiet(message: str) -> None:
+    del message
+
+
 def train(
     data: Any,
     out_dir: str | Path,
@@ -261,6 +265,8 @@ def train(
     from wsls.pipeline.config import WSLSConfig
     from wsls.pipeline.train import train_wsls
 
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        log = _quiet
     config = config or WSLSConfig()
     if modalities:
         config = replace(config, modalities=normalise_modalities(list(modalities)))

@@ -112,7 +112,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         cache=not args.no_cache,
     )
-    print(f"model bundle: {bundle}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"model bundle: {bundle}")
     return 0
 
 
@@ -126,7 +127,7 @@ def _single_output(args: argparse.Namespace) -> bool:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from wsls.api import resolve_model, segment
-    from wsls.batch import segment_many
+    from wsls.batch import segment_many, shard
     from wsls.device import resolve_device
 
     options = {"seeds": args.seeds, "threshold": args.threshold}
@@ -159,7 +160,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     failed = [r for r in rows if "error" in r]
     done = [r for r in rows if "error" not in r]
-    print(f"{len(done)} case(s) segmented into {args.output}, {len(failed)} failed")
+    rank, world, _ = shard()
+    where = f"rank {rank}/{world}: " if world > 1 else ""
+    print(f"{where}{len(done)} case(s) segmented into {args.output}, {len(failed)} failed")
     return 1 if failed else 0
 
 

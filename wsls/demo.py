@@ -50,9 +50,9 @@ FULL = DemoPlan(
     healthy=2,
     shape=(96, 96, 64),
     seed=7,
-    classifier=StageSchedule(4, 320),
-    embedding=StageSchedule(2, 40),
-    segmenter=StageSchedule(4, 160),
+    classifier=StageSchedule(12, 480),
+    embedding=StageSchedule(3, 60),
+    segmenter=StageSchedule(16, 240),
 )
 QUICK = DemoPlan(
     cases=8,
@@ -60,17 +60,19 @@ QUICK = DemoPlan(
     healthy=1,
     shape=(80, 80, 52),
     seed=7,
-    classifier=StageSchedule(2, 160),
-    embedding=StageSchedule(1, 20),
-    segmenter=StageSchedule(2, 64),
+    classifier=StageSchedule(5, 320),
+    embedding=StageSchedule(2, 40),
+    segmenter=StageSchedule(6, 160),
 )
 
 
 def demo_config(plan: DemoPlan) -> WSLSConfig:
     """The method's configuration for the demo: FLAIR and T1c like BraTS, the phantom's own
-    grid (2.5-3 mm voxels: no further downsampling), 24^3 patches, brief schedules."""
+    grid (2.5-3 mm voxels: no further downsampling), 24^3 patches for the classifiers and the
+    U-Nets, brief schedules."""
     from wsls.data.patches import PatchConfig
     from wsls.data.preprocess import PreprocessConfig
+    from wsls.train.segmenter import SegmenterTrainConfig
 
     return WSLSConfig(
         modalities=("flair", "t1c"),
@@ -78,6 +80,7 @@ def demo_config(plan: DemoPlan) -> WSLSConfig:
         patch=PatchConfig(size=24, min_lesion_voxels=40, flip_lr=True),
         classifier=plan.classifier,
         embedding_schedule=plan.embedding,
+        segmenter=SegmenterTrainConfig(patch=PatchConfig(size=24, min_lesion_voxels=1)),
         segmenter_schedule=plan.segmenter,
     )
 

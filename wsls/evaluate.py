@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from wsls.figure import FigureSlice, lesion_slice, render_figure
+from wsls.inputs import subset_case
 from wsls.tables import markdown, summary_rows, write_csv
 
 LOCALISATION, SEGMENTATION = "localisation", "segmentation"
@@ -199,16 +200,6 @@ def _load(item: Any) -> Any:
     raise TypeError(f"evaluate: expected Case or CaseRef items, got {type(item).__name__}")
 
 
-def _subset(case: Any, modalities: Sequence[str]) -> Any:
-    """The case with only ``modalities`` as channels, in that order."""
-    from dataclasses import replace
-
-    if tuple(case.modalities) == tuple(modalities):
-        return case
-    image = np.stack([case.channel(m) for m in modalities])
-    return replace(case, image=image, modalities=tuple(modalities))
-
-
 def _full_brain(case: Any, preprocess_config: Any) -> np.ndarray:
     from wsls.data.preprocess import brain_mask
 
@@ -285,7 +276,7 @@ def evaluate(
             notes.append(f"training case {case.id} has no mask: not used for tuning")
             continue
         brain = _full_brain(case, prep_cfg)
-        prepared = preprocess(_subset(case, modalities), prep_cfg)
+        prepared = preprocess(subset_case(case, modalities), prep_cfg)
         maps, _ = scorer.maps(prepared)
         truth = np.asarray(case.mask, bool)[brain]
         for name in tuned:
@@ -327,7 +318,7 @@ def evaluate(
             continue
         brain = _full_brain(case, prep_cfg)
         truth = np.asarray(case.mask, bool)
-        prepared = preprocess(_subset(case, modalities), prep_cfg)
+        prepared = preprocess(subset_case(case, modalities), prep_cfg)
         maps, vm = scorer.maps(prepared)
         result = segment_volume(
             models.classifier,

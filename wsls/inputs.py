@@ -178,7 +178,7 @@ def to_case(
     expected = normalise_modalities(list(modalities))
     brain_path = None
     if isinstance(image, Case):
-        return image
+        return subset_case(image, expected)
     if isinstance(image, str | Path):
         path = Path(image)
         if not path.exists():
@@ -224,6 +224,17 @@ def _files_id(paths: Sequence[Path]) -> str:
         return prefix
     parent = paths[0].resolve().parent.name
     return parent or stems[0]
+
+
+def subset_case(case: Case, modalities: Sequence[str]) -> Case:
+    """``case`` with only ``modalities`` as channels, in that order (DataError if one lacks)."""
+    from dataclasses import replace
+
+    modalities = tuple(modalities)
+    if tuple(case.modalities) == modalities:
+        return case
+    image = np.stack([case.channel(m) for m in modalities])
+    return replace(case, image=image, modalities=modalities)
 
 
 def _file_stem(path: Path) -> str:

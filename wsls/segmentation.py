@@ -35,6 +35,12 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.seeds)
 
+    def __repr__(self) -> str:
+        return (
+            f"Candidates({len(self)} seeds, {int(np.count_nonzero(self.kept))} kept, "
+            f"lambda={self.threshold})"
+        )
+
 
 @dataclass
 class Segmentation:
@@ -90,6 +96,15 @@ class Segmentation:
         """Write the ACAM (float32) like :meth:`save`."""
         canonical = self.geometry.to_canonical(self.acam)
         return save_like(np.ascontiguousarray(canonical), self.geometry, path, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        kept = int(np.count_nonzero(self.candidates.kept))
+        return (
+            f"Segmentation(case_id={self.case_id!r}, mask={self.mask.shape} with "
+            f"{int(np.count_nonzero(self.mask))} lesion voxels ({self.lesion_ml:.1f} ml), "
+            f"probability={self.probability:.3f}, candidates={len(self.candidates)} "
+            f"({kept} kept), lambda={self.candidates.threshold})"
+        )
 
     def summary(self) -> dict[str, Any]:
         """One row for a report: case, lesion volume, probability, candidates kept."""

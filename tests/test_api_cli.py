@@ -129,3 +129,21 @@ def test_training_record(api_run):
 def test_pyproject_declares_the_command():
     text = (ROOT / "pyproject.toml").read_text()
     assert 'wsls = "wsls.cli:main"' in text
+
+
+def test_evaluate_cross_validation(api_run, tmp_path, api_cli):
+    """--folds retrains the bundle's configuration per fold and pools the per-case rows."""
+    import csv
+
+    out = tmp_path / "cv"
+    proc = api_cli("evaluate", str(api_run / "bundle"), str(api_run.parent / "data"), "--folds",
+                   "2", "--out", str(out), "--no-progress", "--no-hd95")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for fold in (1, 2):
+        assert (out / f"fold{fold}" / "bundle" / "config.json").exists()
+        assert (out / f"fold{fold}" / "evaluation" / "tables.md").exists()
+    with open(out / "per_case.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["fold"] for r in rows} == {"1", "2"}
+    assert len({r["case"] for r in rows}) == 4  # every case tested once
+    assert (out / "figure2.png").exists() and "Table 1: localisation" in proc.stdout

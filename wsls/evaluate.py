@@ -394,6 +394,7 @@ def evaluate(
                     tuple(case.spacing[:2]),
                     heat={n: full_maps[n][..., k] for n in (CAM_GAP, ACAM) if n in full_maps},
                     masks={n: preds[n][1][..., k] for n in (WSR, S_UNET) if n in preds},
+                    brain=brain[..., k],
                 ),
             )
     evaluation = Evaluation(rows, thresholds, figure[1] if figure else None, notes)

@@ -24,6 +24,7 @@ class FigureSlice:
         spacing: (x, y) voxel size in mm.
         heat: panel name -> (X, Y) map in [0, 1].
         masks: panel name -> (X, Y) bool segmentation.
+        brain: (X, Y) bool brain mask (the picture is cut to it), or None.
     """
 
     case_id: str
@@ -33,6 +34,27 @@ class FigureSlice:
     spacing: tuple[float, float]
     heat: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    brain: np.ndarray | None = None
+
+    def cropped(self, margin: int = 4) -> FigureSlice:
+        """The slice cut to the brain's bounding box (plus ``margin`` voxels)."""
+        if self.brain is None or not self.brain.any():
+            return self
+        box = []
+        for axis in (0, 1):
+            hit = np.flatnonzero(self.brain.any(axis=1 - axis))
+            box.append(slice(max(0, hit[0] - margin), hit[-1] + margin + 1))
+        cut = tuple(box)
+        return FigureSlice(
+            self.case_id,
+            self.index,
+            self.image[cut],
+            self.truth[cut],
+            self.spacing,
+            {k: v[cut] for k, v in self.heat.items()},
+            {k: v[cut] for k, v in self.masks.items()},
+            self.brain[cut],
+        )
 
 
 def lesion_slice(truth: np.ndarray, brain: np.ndarray) -> int:
@@ -78,7 +100,8 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 def render_figure(fig: FigureSlice, path: str | Path, pixels_per_mm: float = 2.0) -> Path:
     """Write the figure as a PNG: image + truth (red), heat panels, mask panels (cyan outline
-    over the red truth outline). Returns the path."""
+    over the red truth outline), cut to the brain. Returns the path."""
+    fig = fig.cropped()
     rows = max(1, int(round(fig.image.shape[1] * fig.spacing[1] * pixels_per_mm)))
     cols = max(1, int(round(fig.image.shape[0] * fig.spacing[0] * pixels_per_mm)))
     grey = _resize(_grey(_display(fig.image)), rows, cols)

@@ -334,6 +334,9 @@ figure2.png. Thresholds of the maps and of the FLAIR baseline are tuned on the t
     "bench": """examples:
   wsls bench                         # every benchmarks/bench_*.py
   wsls bench --only affinity_grow -- --device cpu --quick
+  wsls bench --only data -- --only phantom --repeats 3
+
+The scripts run with this command's OpenMP setting (OMP_WAIT_POLICY=PASSIVE unless set).
 """,
 }
 

@@ -45,6 +45,8 @@ check-cuda-build: setup
 	assert i['cuda'], 'wsls was built without its CUDA kernels'; \
 	assert o.has_kernel('attention_cam', 'CUDA'), 'no CUDA kernel registered'; \
 	assert all(o.has_kernel(op, 'CUDA') for op in ('affinity_grow', 'mask_nms', 'candidate_scores', 'pack_masks', 'unpack_masks')), 'no CUDA kernel for affinity_grow / mask_nms'; \
+	assert o.has_kernel('pairwise_affinity_loss', 'CUDA'), 'no pairwise_affinity_loss CUDA kernel'; \
+	assert o.has_kernel('pairwise_affinity_loss_backward', 'CUDA'), 'no CUDA backward kernel'; \
 	print('CUDA kernels compiled for', i['cuda_arch_list'])"
 
 lint: $(VENV)/.deps

@@ -9,8 +9,9 @@
 // The hot loops are GCC vector code compiled twice (AVX2 + FMA, chosen at run time, and the
 // portable baseline), see cpu_isa.h. Work is split over threads in chunks of row blocks with
 // balanced pair counts. The forward sums per row block in double, then over blocks in order; the
-// backward gives each chunk its own gradient buffer, added in chunk order: both are deterministic
-// (for a given number of threads, in the backward's case).
+// backward gives each chunk its own gradient buffer (as many chunks as threads, within 256 MB of
+// buffers), added in chunk order: both are deterministic (for a given number of threads, in the
+// backward's case).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -33,6 +34,7 @@ namespace {
 constexpr int kR = 4;                  // rows per micro-block of phase A and of the row GEMM
 constexpr int kQ = 4;                  // columns per micro-block of the column GEMM
 constexpr int64_t kCols = kBlockRows;  // columns per tile
+constexpr int64_t kBufferBudget = int64_t(256) << 20;  // bytes of per-chunk gradient buffers
 
 // 32-byte vectors (GCC vector extensions): AVX registers in the AVX2 + FMA build of the hot loops,
 // pairs of SSE registers in the portable one. These are the traits (Tr) of pairwise_loss_math.h,
@@ -417,9 +419,13 @@ void backward_impl(const Prepared& prep, double w_same, double w_diff, double ep
   const Tiles<acc_t> P = make_tiles<acc_t>(prep, ft, w_same, w_diff, eps);
   const std::vector<RowBlock>& blocks = prep.blocks;
   const int64_t nb = static_cast<int64_t>(blocks.size());
-  const int64_t n_chunks = std::min<int64_t>(nb, at::get_num_threads());
-  const std::vector<int64_t> bounds = balanced_chunks(blocks, n_chunks);
   const int64_t padded_rows = prep.emb.size(0), dim = prep.dim;
+  // One gradient buffer per chunk, the chunks' buffers within kBufferBudget (but at least two).
+  const int64_t buffer_bytes = padded_rows * dim * static_cast<int64_t>(sizeof(acc_t));
+  const int64_t max_chunks =
+      std::max<int64_t>(2, kBufferBudget / std::max<int64_t>(buffer_bytes, 1));
+  const int64_t n_chunks = std::min<int64_t>({nb, at::get_num_threads(), max_chunks});
+  const std::vector<int64_t> bounds = balanced_chunks(blocks, n_chunks);
   at::Tensor buffers = at::zeros({n_chunks, padded_rows, dim}, prep.emb.options());
   acc_t* bufs = buffers.data_ptr<acc_t>();
   at::parallel_for(0, n_chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {

@@ -13,7 +13,24 @@ from torch import Tensor
 
 from wsls.ops import affinity_grow, candidate_scores, mask_nms
 
-DEFAULT_LAMBDAS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+DEFAULT_LAMBDAS = (
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    0.95,
+    0.97,
+    0.98,
+    0.99,
+    0.995,
+    0.999,
+)
 
 
 @dataclass(frozen=True)
@@ -88,9 +105,10 @@ def segment_regions(
     """Region-growing segmentation of one volume.
 
     Args:
-        embeddings: (K, H, W, D) float; seeds: (S, 3) int64; acam: (H, W, D) in [0, 1];
+        embeddings: (K, H, W, D) float; seeds: (S, 3) int64; acam: (H, W, D) in [0, 1], the
+            map whose mean scores a candidate (the paper's ACAM, or a refined evidence map);
         brain: (H, W, D) bool; posterior: (H, W, D) lesion posterior, needed when
-        ``config.threshold`` is None (lambda chosen by agreement with posterior >= 0.5).
+            ``config.threshold`` is None (lambda chosen by agreement with posterior >= 0.5).
     """
     acam_t = torch.from_numpy(np.ascontiguousarray(acam, dtype=np.float32))
     brain_t = torch.from_numpy(np.ascontiguousarray(brain))

@@ -64,7 +64,7 @@ class WSLSConfig:
     embedding: EmbeddingTrainConfig = field(default_factory=EmbeddingTrainConfig)
     embedding_schedule: StageSchedule = field(default_factory=lambda: StageSchedule(3, 60))
     regions: RegionConfig = field(default_factory=RegionConfig)
-    self_training: int = 0
+    self_training: int = 1
     fill_holes: bool = True
     min_component: int = 0
     min_lesion_probability: float = 0.5

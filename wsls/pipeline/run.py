@@ -13,7 +13,7 @@ from wsls.infer.regions import Regions, segment_regions
 from wsls.infer.seeds import spread_seeds
 from wsls.models import Classifier3D
 from wsls.pipeline.config import WSLSConfig
-from wsls.train.confident import ConfidentVoxels, select_confident
+from wsls.train.confident import ConfidentVoxels, select_confident, supported_lesion
 from wsls.train.embedding import embed_volume
 from wsls.train.intensity_em import lesion_posterior
 
@@ -56,6 +56,17 @@ def volume_maps(
     return VolumeMaps(acam, cam.numpy(), probability, posterior)
 
 
+def lesion_evidence(maps: VolumeMaps, brain: np.ndarray, config: WSLSConfig) -> np.ndarray:
+    """The map that scores candidates. The paper's rule ("paper") scores by mean ACAM; the
+    refined one by max(ACAM, posterior inside the lesion components the ACAM supports): an ACAM
+    that lights up only a lesion's rim would otherwise prefer small candidates on that rim to
+    the whole lesion."""
+    if config.confident.rule == "paper":
+        return maps.acam
+    support = supported_lesion(maps.acam, brain, maps.posterior, config.confident)
+    return np.maximum(maps.acam, maps.posterior * support).astype(np.float32)
+
+
 def postprocess(mask: np.ndarray, brain: np.ndarray, config: WSLSConfig) -> np.ndarray:
     from scipy import ndimage as ndi
 
@@ -94,7 +105,8 @@ def segment_volume(
     if maps.probability < config.min_lesion_probability:
         return MethodResult(np.zeros(brain.shape, bool), maps, confident, None)
     lesion = confident.coords[confident.labels == 1]
-    seeds = spread_seeds(lesion, maps.acam[tuple(lesion.T)], config.regions.seeds)
+    evidence = lesion_evidence(maps, brain, config)
+    seeds = spread_seeds(lesion, evidence[tuple(lesion.T)], config.regions.seeds)
     emb = embed_volume(embedding, torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
-    regions = segment_regions(emb, seeds, maps.acam, brain, config.regions, maps.posterior)
+    regions = segment_regions(emb, seeds, evidence, brain, config.regions, maps.posterior)
     return MethodResult(postprocess(regions.mask, brain, config), maps, confident, regions)

@@ -17,7 +17,7 @@ from wsls.models import Classifier3D, ClassifierSpec
 from wsls.pipeline.config import StageSchedule, WSLSConfig
 from wsls.pipeline.run import VolumeMaps, segment_volume, volume_maps
 from wsls.train.classifier import ClassifierTrainConfig, train_classifier
-from wsls.train.confident import ConfidentVoxels, precision, select_confident
+from wsls.train.confident import ConfidentConfig, ConfidentVoxels, precision, select_confident
 from wsls.train.embedding import train_embedding
 from wsls.train.segmenter import train_segmenter
 from wsls.train.task import FitConfig
@@ -111,6 +111,8 @@ def train_wsls(
         for i, (c, m) in enumerate(zip(cases, maps, strict=True))
     ]
     report = {"confident": _precision_report(cases, confident)}
+    if all(c.mask is not None for c in cases):  # how right each rule is (evaluation only)
+        report["rules"] = _compare_rules(cases, maps, config)
     log(f"[wsls] representation model ({config.embedding.kind}) on confident voxels")
     embedding = _embedding(
         cases, confident, out / "runs" / "embedding", config, resume, device, progress
@@ -187,6 +189,22 @@ def _baseline(name, cases, maps, out, config, resume, device, progress) -> nn.Mo
     return train_segmenter(
         cases, targets, out / "runs" / name, seg_config, fit_config, resume=resume
     ).model
+
+
+def _compare_rules(cases, maps, config) -> dict:
+    """Mean precision of the paper's and the refined confident voxels against the masks."""
+    rules = {
+        "paper": ConfidentConfig.paper(config.confident.budget),
+        "refined": replace(config.confident, rule="refined"),
+    }
+    out = {}
+    for name, rule in rules.items():
+        stats = [
+            precision(select_confident(m.acam, c.brain, m.posterior, rule, config.seed), c.mask)
+            for c, m in zip(cases, maps, strict=True)
+        ]
+        out[name] = {key: float(np.nanmean([s[key] for s in stats])) for key in stats[0]}
+    return out
 
 
 def _precision_report(cases, confident) -> dict:

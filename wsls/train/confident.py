@@ -5,9 +5,10 @@ Two rules:
 - "paper": lesion where ACAM >= 0.1, normal where ACAM <= 0.01 (Wu et al.). On real scans
   these lesion voxels are mostly not lesion, and the normal ones all lie far from it, so the
   embedding learns "near the tumour" instead of "looks like tumour".
-- "refined": lesion where ACAM is high AND the intensity model (EM with the ACAM as prior)
-  agrees; normal where both say normal, half of them from a band around the lesion estimate
-  (the hard negatives next to it), half from anywhere else in the brain.
+- "refined": lesion where the intensity model (EM with the ACAM as prior) is confident, inside
+  its lesion components that the ACAM hits; normal where both say normal, half of them from a
+  band around the lesion estimate (the hard negatives next to it), half from anywhere else in
+  the brain.
 """
 
 from __future__ import annotations
@@ -67,6 +68,32 @@ def _subsample(mask: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray
     return np.sort(idx)
 
 
+def supported_lesion(
+    weak_map: np.ndarray, brain: np.ndarray, posterior: np.ndarray, config: ConfidentConfig
+) -> np.ndarray:
+    """The intensity model's lesion estimate (posterior >= 0.5), restricted to its connected
+    components that the weak map supports (holding a voxel with map >= ``lesion_map``).
+
+    The map only has to hit a lesion, not cover it: CAMs light up the most discriminative part
+    of a lesion (often a rim), while the component carries the lesion's whole extent. If no
+    component is supported, the voxels where both agree are returned.
+    """
+    from scipy import ndimage as ndi
+
+    estimate = (posterior >= 0.5) & brain
+    hot = (weak_map >= config.lesion_map) & brain
+    labels, n = ndi.label(estimate)
+    if n == 0:
+        return estimate
+    hits = np.unique(labels[hot & estimate])
+    hits = hits[hits > 0]
+    if hits.size == 0:
+        return hot & estimate
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[hits] = True
+    return keep[labels]
+
+
 def select_confident(
     weak_map: np.ndarray,
     brain: np.ndarray,
@@ -94,9 +121,10 @@ def select_confident(
     else:
         if posterior is None:
             raise ValueError("select_confident: the refined rule needs the EM posterior")
-        lesion = (weak_map >= config.lesion_map) & (posterior >= config.lesion_posterior) & brain
+        support = supported_lesion(weak_map, brain, posterior, config)
+        lesion = support & (posterior >= config.lesion_posterior)
         normal = (weak_map <= config.normal_map) & (posterior <= config.normal_posterior) & brain
-        estimate = ((weak_map >= config.lesion_map) | (posterior >= 0.5)) & brain
+        estimate = support | ((weak_map >= config.lesion_map) & brain)
         near = ndi.binary_dilation(estimate, iterations=config.band) & ~estimate
         n_band = int(round(config.budget * config.band_fraction))
         band_idx = _subsample(normal & near, n_band, rng)

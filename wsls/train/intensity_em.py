@@ -1,9 +1,16 @@
-"""A two-class Gaussian mixture on voxel intensities with the weak map as spatial prior.
+"""A Gaussian mixture on voxel intensities with the weak map as spatial prior.
 
 "Locate with the weak maps, let intensity draw the boundary" (DESIGN section 8): the smoothed
-ACAM says roughly where the lesion is; EM fits a lesion and a normal-tissue Gaussian to the
-modalities inside the brain, each voxel's prior being its smoothed map value. The posterior is
-intensity-consistent where the ACAM is only approximately right.
+ACAM says roughly where the lesion is; EM fits lesion and normal-tissue Gaussians to the
+intensities inside the brain, each voxel's lesion prior being its smoothed map value. Normal
+tissue gets several components (CSF, grey and white matter look different); the lesion one.
+The posterior is intensity-consistent where the ACAM is only approximately right.
+
+By default the mixture sees one modality, the first: by convention the one that shows the whole
+lesion (FLAIR for tumours and MS lesions, DWI for strokes). Adding modalities that mark only part
+of it (T1c enhances only a tumour's rim) made the posterior worse on the shared BraTS cases, and
+picking the modality that best separates the map's hot voxels from its cold ones picked T1c
+whenever the ACAM sat on the enhancing rim.
 """
 
 from __future__ import annotations
@@ -15,11 +22,20 @@ import numpy as np
 
 @dataclass(frozen=True)
 class EMConfig:
-    """iterations: EM steps; prior_floor, prior_ceiling: clip of the spatial prior (no voxel is
-    certain a priori); smooth_sigma: Gaussian smoothing (voxels) of the map before it becomes the
-    prior; seed_high, seed_low: map values that initialise the lesion and normal classes."""
+    """Attributes:
+    iterations: EM steps.
+    normal_components, lesion_components: Gaussians per class.
+    channels: "first" (the lesion modality), "auto" (the modality that best separates the map's
+        hot and cold voxels), "all", or channel indices.
+    prior_floor, prior_ceiling: clip of the spatial prior (no voxel is certain a priori).
+    smooth_sigma: Gaussian smoothing (voxels) of the map before it becomes the prior.
+    seed_high, seed_low: map values whose voxels initialise the lesion and normal classes.
+    """
 
-    iterations: int = 25
+    iterations: int = 30
+    normal_components: int = 3
+    lesion_components: int = 1
+    channels: str | tuple[int, ...] = "first"
     prior_floor: float = 0.02
     prior_ceiling: float = 0.9
     smooth_sigma: float = 2.0
@@ -43,13 +59,39 @@ def _weighted_stats(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return mean, cov
 
 
+def discriminative_channel(values: np.ndarray, hot: np.ndarray, cold: np.ndarray) -> int:
+    """The channel (column of values (N, C)) whose hot and cold voxels differ most, in units of
+    their pooled standard deviation."""
+    best, best_score = 0, -1.0
+    for c in range(values.shape[1]):
+        a, b = values[hot, c], values[cold, c]
+        if len(a) < 2 or len(b) < 2:
+            continue
+        score = abs(a.mean() - b.mean()) / np.sqrt(0.5 * (a.var() + b.var()) + 1e-8)
+        if score > best_score:
+            best, best_score = c, score
+    return best
+
+
+def _init_components(x, weights, n) -> list[list]:
+    """n Gaussians initialised on quantile bands of the first feature of the weighted voxels."""
+    sel = weights > 0
+    edges = np.quantile(x[sel, 0], np.linspace(0, 1, n + 1)) if sel.any() else np.zeros(n + 1)
+    comps = []
+    for k in range(n):
+        band = sel & (x[:, 0] >= edges[k]) & (x[:, 0] <= edges[k + 1])
+        w = weights * band if band.sum() >= 10 else weights
+        comps.append([*_weighted_stats(x, w), 1.0 / n])
+    return comps
+
+
 def lesion_posterior(
     image: np.ndarray, brain: np.ndarray, weak_map: np.ndarray, config: EMConfig | None = None
 ) -> np.ndarray:
     """Posterior probability of lesion per voxel.
 
     Args:
-        image: (C, H, W, D) normalised modalities (the ones whose intensity marks the lesion).
+        image: (C, H, W, D) normalised modalities.
         brain: (H, W, D) bool.
         weak_map: (H, W, D) in [0, 1] (ACAM).
     Returns:
@@ -59,26 +101,38 @@ def lesion_posterior(
 
     config = config or EMConfig()
     out = np.zeros(brain.shape, dtype=np.float32)
-    if not brain.any():
+    if brain.sum() < 20:
         return out
-    smooth = ndi.gaussian_filter(weak_map.astype(np.float32), config.smooth_sigma)
-    peak = smooth[brain].max()
+    smooth = ndi.gaussian_filter(weak_map.astype(np.float32), config.smooth_sigma)[brain]
+    peak = smooth.max()
     smooth = smooth / peak if peak > 0 else smooth
-    prior = np.clip(smooth[brain], config.prior_floor, config.prior_ceiling).astype(np.float64)
-    x = image[:, brain].T.astype(np.float64)  # (N, C)
-    resp = (smooth[brain] >= config.seed_high).astype(np.float64)
-    if resp.sum() < 10 or (1 - resp).sum() < 10:  # no usable map: start from the prior itself
-        resp = prior.copy()
-    normal0 = (smooth[brain] <= config.seed_low).astype(np.float64)
-    if normal0.sum() < 10:
-        normal0 = 1 - resp
-    mu1, cov1 = _weighted_stats(x, resp)
-    mu0, cov0 = _weighted_stats(x, normal0)
+    prior = np.clip(smooth, config.prior_floor, config.prior_ceiling).astype(np.float64)
+    values = image[:, brain].T.astype(np.float64)  # (N, C)
+    hot, cold = smooth >= config.seed_high, smooth <= config.seed_low
+    if hot.sum() < 10 or cold.sum() < 10:  # no usable map: split at the prior's median
+        hot, cold = smooth >= np.median(smooth), smooth < np.median(smooth)
+    if config.channels == "first":
+        x = values[:, :1]
+    elif config.channels == "auto":
+        x = values[:, [discriminative_channel(values, hot, cold)]]
+    elif config.channels == "all":
+        x = values
+    else:
+        x = values[:, list(config.channels)]
+    normal = _init_components(x, cold.astype(np.float64), config.normal_components)
+    lesion = _init_components(x, hot.astype(np.float64), config.lesion_components)
+    log_prior = (np.log1p(-prior), np.log(prior))
     for _ in range(config.iterations):
-        l1 = np.log(prior) + _gauss_logpdf(x, mu1, cov1)
-        l0 = np.log1p(-prior) + _gauss_logpdf(x, mu0, cov0)
-        resp = 1.0 / (1.0 + np.exp(np.clip(l0 - l1, -60, 60)))
-        mu1, cov1 = _weighted_stats(x, resp)
-        mu0, cov0 = _weighted_stats(x, 1 - resp)
-    out[brain] = resp.astype(np.float32)
+        logs = [log_prior[0] + np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in normal]
+        logs += [log_prior[1] + np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in lesion]
+        stacked = np.stack(logs)
+        resp = np.exp(stacked - stacked.max(0))
+        resp /= resp.sum(0)
+        for k, comp in enumerate(normal + lesion):
+            comp[0], comp[1] = _weighted_stats(x, resp[k])
+        for group, rows in ((normal, resp[: len(normal)]), (lesion, resp[len(normal) :])):
+            total = max(float(rows.sum()), 1e-8)
+            for comp, r in zip(group, rows, strict=True):
+                comp[2] = max(float(r.sum()) / total, 1e-6)
+    out[brain] = resp[len(normal) :].sum(0).astype(np.float32)
     return out

@@ -1,0 +1,115 @@
+"""The method's non-network steps: intensity EM, confident voxels, seeds, region growing,
+post-processing, and the configuration's round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wsls.infer.regions import RegionConfig, segment_regions
+from wsls.infer.seeds import spread_seeds
+from wsls.pipeline.config import StageSchedule, WSLSConfig
+from wsls.pipeline.run import postprocess
+from wsls.train.confident import ConfidentConfig, precision, select_confident, supported_lesion
+from wsls.train.intensity_em import EMConfig, lesion_posterior
+
+
+def ball(shape, centre, radius):
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
+
+
+@pytest.fixture
+def scene():
+    """A brain with three normal intensities, a bright lesion, and a map that hits only the
+    lesion's edge (as CAMs do)."""
+    rng = np.random.default_rng(0)
+    shape = (32, 32, 24)
+    brain = ball(shape, (16, 16, 12), 14)
+    tissue = rng.integers(0, 3, shape)
+    flair = np.choose(tissue, [-1.0, 0.0, 0.6]) + 0.15 * rng.standard_normal(shape)
+    lesion = ball(shape, (12, 18, 12), 5)
+    flair[lesion] = 2.5 + 0.15 * rng.standard_normal(lesion.sum())
+    other = rng.standard_normal(shape)  # a modality that does not show the lesion
+    image = np.stack([flair, other]).astype(np.float32) * brain
+    weak = ball(shape, (9, 18, 12), 3).astype(np.float32)
+    return image, brain, lesion, weak
+
+
+def dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_em_posterior_recovers_lesion_from_edge_map(scene):
+    image, brain, lesion, weak = scene
+    post = lesion_posterior(image, brain, weak)
+    assert dice(post >= 0.5, lesion) > 0.9
+    assert post[~brain].max() == 0
+    # on the second modality alone, intensity says nothing: the posterior stays near the prior
+    noise = lesion_posterior(image, brain, weak, EMConfig(channels=(1,)))
+    assert dice(noise >= 0.5, lesion) < 0.5
+
+
+def test_supported_lesion_and_refined_rule(scene):
+    image, brain, lesion, weak = scene
+    post = lesion_posterior(image, brain, weak)
+    support = supported_lesion(weak, brain, post, ConfidentConfig())
+    assert dice(support, lesion) > 0.9
+    sel = select_confident(weak, brain, post, ConfidentConfig(budget=500))
+    stats = precision(sel, lesion)
+    assert stats["lesion_precision"] > 0.95 and stats["normal_precision"] > 0.95
+    assert stats["lesion_voxels"] == 500 and stats["normal_voxels"] == 500
+    assert brain[tuple(sel.coords.T)].all()
+    with pytest.raises(ValueError, match="needs the EM posterior"):
+        select_confident(weak, brain, None, ConfidentConfig())
+
+
+def test_paper_rule_thresholds(scene):
+    _, brain, _, weak = scene
+    sel = select_confident(weak * 0.5, brain, None, ConfidentConfig.paper(budget=10_000))
+    values = (weak * 0.5)[tuple(sel.coords.T)]
+    assert np.all(values[sel.labels == 1] >= 0.1) and np.all(values[sel.labels == 0] <= 0.01)
+
+
+def test_spread_seeds_cover_blobs():
+    a = np.argwhere(ball((40, 40, 10), (8, 8, 5), 3))
+    b = np.argwhere(ball((40, 40, 10), (30, 30, 5), 3))
+    coords = np.concatenate([a, b])
+    weights = np.r_[np.ones(len(a)), 0.5 * np.ones(len(b))]
+    seeds = spread_seeds(coords, weights, 4)
+    assert len(seeds) == 4 and tuple(seeds[0]) == tuple(a[0])
+    near_b = np.abs(seeds - np.array([30, 30, 5])).max(1) <= 3
+    assert near_b.any() and not near_b.all()
+    assert spread_seeds(coords[:0], weights[:0], 4).shape == (0, 3)
+
+
+def test_segment_regions_picks_lambda_by_posterior(scene):
+    image, brain, lesion, weak = scene
+    emb = torch.from_numpy(np.stack([image[0], 0 * image[0]]).astype(np.float32))
+    post = lesion_posterior(image, brain, weak)
+    seeds = np.argwhere(lesion)[:5]
+    regions = segment_regions(emb, seeds, post, brain, RegionConfig(), post)
+    assert dice(regions.mask, lesion) > 0.9
+    fixed = segment_regions(emb, seeds, post, brain, RegionConfig(threshold=0.999))
+    assert fixed.threshold == 0.999 and fixed.mask.sum() < lesion.sum()
+    empty = segment_regions(emb, seeds[:0], post, brain, RegionConfig(threshold=0.9))
+    assert not empty.mask.any() and len(empty.kept) == 0
+
+
+def test_postprocess_fills_holes_and_drops_specks():
+    brain = np.ones((20, 20, 20), bool)
+    shell = ball(brain.shape, (10, 10, 10), 6) & ~ball(brain.shape, (10, 10, 10), 3)
+    speck = np.zeros_like(brain)
+    speck[1, 1, 1] = True
+    config = WSLSConfig(min_component=5)
+    out = postprocess(shell | speck, brain, config)
+    assert out[10, 10, 10] and not out[1, 1, 1]
+
+
+def test_config_round_trip():
+    config = WSLSConfig(modalities=("flair", "t1"), classifier=StageSchedule(2, 64))
+    again = WSLSConfig.from_dict(config.to_dict())
+    assert again == config
+    with pytest.raises(ValueError, match="unknown settings"):
+        WSLSConfig.from_dict({"modalitys": ["flair"]})

@@ -30,8 +30,11 @@ setup: build
 test: setup
 	$(PY) -m pytest -q
 
+# The whole method on a generated phantom (about 15 minutes on 2 CPU cores; DEMO_ARGS=--quick: 3).
+DEMO_ARGS ?=
 demo: setup
 	$(PY) -m wsls.ops.selfcheck
+	$(PY) -m wsls demo $(DEMO_ARGS)
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,0 +1,137 @@
+"""wsls.evaluate: tables 1 and 2 with the trivial baseline, files, figure; threshold tuning."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+import wsls
+from wsls.crossval import split_folds
+from wsls.data import open_dataset
+from wsls.evaluate import (
+    ACAM,
+    CAM_GAP,
+    CAM_GMP,
+    LOCALISATION,
+    S_UNET,
+    SEGMENTATION,
+    WS_UNET,
+    WS_UNET_TUNED,
+    WSR,
+    EvalConfig,
+    Evaluation,
+    _dice_curve,
+)
+from wsls.tables import markdown, summary_rows
+
+pytest_plugins = ("api_helpers",)  # api_run, api_one_thread
+
+BASELINE = "FLAIR threshold"
+BASELINE_LCC = "FLAIR threshold + largest component"
+
+
+@pytest.fixture(scope="module")
+def api_evaluation(api_run, tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    cases = list(open_dataset(api_run.parent / "data", "brats", ("flair", "t1c")))
+    out = tmp_path_factory.mktemp("evaluation")
+    evaluation = wsls.evaluate(
+        api_run / "bundle", cases[2:], cases[:2], config=EvalConfig(progress=False), out_dir=out,
+        log=lambda _: None,
+    )  # fmt: skip
+    return evaluation, out, cases
+
+
+def test_tables_have_every_method_and_the_baseline(api_evaluation):
+    evaluation, _, cases = api_evaluation
+    assert evaluation.methods(LOCALISATION) == [CAM_GMP, CAM_GAP, ACAM, BASELINE, BASELINE_LCC]
+    assert evaluation.methods(SEGMENTATION) == [
+        WS_UNET, WS_UNET_TUNED, WSR, S_UNET, BASELINE, BASELINE_LCC,
+    ]  # fmt: skip
+    for table in (LOCALISATION, SEGMENTATION):
+        for row in evaluation.summary(table):
+            assert row["n"] == 2
+            assert 0.0 <= row["dice_mean"] <= 1.0 and row["dice_sd"] >= 0.0
+            assert "specificity_mean" in row and "dice_prepared_mean" in row
+    ids = {r["case"] for r in evaluation.per_case}
+    assert ids == {c.id for c in cases[2:]}
+    # the baseline rows are the same numbers in both tables
+    for table in (LOCALISATION, SEGMENTATION):
+        assert evaluation.mean(table, BASELINE) == evaluation.mean(SEGMENTATION, BASELINE)
+
+
+def test_thresholds_are_tuned_on_training_cases_only(api_evaluation):
+    evaluation, _, _ = api_evaluation
+    for name in (CAM_GMP, CAM_GAP, ACAM, WS_UNET, BASELINE, BASELINE_LCC):
+        assert name in evaluation.thresholds
+    rows = [r for r in evaluation.per_case if r["method"] == ACAM]
+    assert {r["threshold"] for r in rows} == {evaluation.thresholds[ACAM]}
+    assert {r["threshold"] for r in evaluation.per_case if r["method"] == WS_UNET} == {0.5}
+
+
+def test_files_are_written(api_evaluation):
+    evaluation, out, _ = api_evaluation
+    for name in (
+        "table1_localisation.csv", "table1_localisation.md", "table2_segmentation.csv",
+        "table2_segmentation.md", "per_case.csv", "tables.md", "figure2.png",
+    ):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    with open(out / "table2_segmentation.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["method"] for r in rows][:4] == [WS_UNET, WS_UNET_TUNED, WSR, S_UNET]
+    text = (out / "tables.md").read_text()
+    assert "Table 1: localisation" in text and "Table 2: segmentation" in text
+    assert "| ACAM+WSR |" in text and "±" in text
+    assert (out / "figure2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_baselines_are_noted(api_run, tmp_path, api_one_thread):
+    models = wsls.load(api_run / "bundle")
+    models.baselines = {}
+    cases = list(open_dataset(api_run.parent / "data", "brats", ("flair", "t1c")))
+    evaluation = wsls.evaluate(
+        models, cases[2:3], cases[:2], config=EvalConfig(progress=False, hd95=False,
+                                                         figure=False), log=lambda _: None,
+    )  # fmt: skip
+    assert evaluation.methods(SEGMENTATION) == [WSR, BASELINE, BASELINE_LCC]
+    assert any("classifier_gap" in n for n in evaluation.notes)
+    assert "hd95" not in evaluation.per_case[0]
+    with pytest.raises(ValueError, match="no training cases"):
+        wsls.evaluate(models, cases[2:3], [], log=lambda _: None)
+
+
+def test_dice_curve_matches_direct_dice():
+    from wsls.metrics import dice
+
+    rng = np.random.default_rng(0)
+    values = rng.random(2000)
+    truth = rng.random(2000) < values * 0.8
+    grid = np.linspace(0.05, 0.95, 19)
+    curve = _dice_curve(values, truth, grid)
+    np.testing.assert_allclose(curve, [dice(values >= t, truth) for t in grid])
+
+
+def test_summary_and_markdown_of_rows():
+    rows = [
+        {"table": "t", "method": "a", "case": str(i), "dice": d, "threshold": 0.5}
+        for i, d in enumerate((0.5, 0.7))
+    ] + [{"table": "t", "method": "b", "case": "0", "dice": float("nan"), "threshold": None}]
+    summary = summary_rows(rows, "t", ["a", "b", "c"])
+    assert [r["method"] for r in summary] == ["a", "b"]
+    assert summary[0]["dice_mean"] == pytest.approx(0.6)
+    assert summary[0]["dice_sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    text = markdown(summary, "T")
+    assert "| a | 0.600 ± 0.141 | 0.5 | 2 |" in text and "| b | - | - | 1 |" in text
+    assert Evaluation(rows, {}).methods("t") == ["a", "b"]
+
+
+def test_split_folds():
+    assert split_folds(list("abcd"), 4) == [["a"], ["b"], ["c"], ["d"]]
+    assert split_folds(list("abcde"), 2) == [["a", "c", "e"], ["b", "d"]]
+    assert split_folds(list("ab"), 5) == [["a"], ["b"]]
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        split_folds(list("abc"), 1)

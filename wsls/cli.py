@@ -1,0 +1,476 @@
+"""The ``wsls`` command: demo, train, segment, evaluate, bench.
+
+User mistakes (missing files, bad layouts, bad bundles, bad settings) print one line to stderr
+and exit with status 1 (2 for bad command-line usage); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+BASELINE_NAMES = {
+    "gap": "classifier_gap",
+    "gmp": "classifier_gmp",
+    "ws_unet": "ws_unet",
+    "s_unet": "s_unet",
+}
+LAYOUTS = ("auto", "brats", "ms", "isles", "csv")
+
+
+class UserError(Exception):
+    """A mistake on the command line or in the inputs: reported in one line."""
+
+
+def _err(message: str) -> None:
+    print(f"wsls: error: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from wsls.demo import run_demo
+
+    run_demo(args.out, quick=args.quick, device=args.device, progress=not args.no_progress)
+    return 0
+
+
+# ---------------------------------------------------------------- train
+
+
+def _baselines(names: Sequence[str]) -> tuple[str, ...]:
+    if not names or list(names) == ["none"]:
+        return ()
+    if "all" in names:
+        return tuple(BASELINE_NAMES.values())
+    out = []
+    for name in names:
+        key = name.lower().removeprefix("classifier_").replace("-", "_")
+        if key not in BASELINE_NAMES:
+            raise UserError(
+                f"unknown baseline {name!r}; choose from all, none, {', '.join(BASELINE_NAMES)}"
+            )
+        out.append(BASELINE_NAMES[key])
+    return tuple(dict.fromkeys(out))
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from wsls.pipeline.config import StageSchedule, WSLSConfig
+
+    config = WSLSConfig()
+    if args.config:
+        path = Path(args.config)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path}: config file not found") from None
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: not valid JSON ({err})") from None
+        data = data.get("method", data)  # a bundle's config.json works too
+        config = WSLSConfig.from_dict(data)
+    if args.modalities:
+        from wsls.data.modalities import normalise_modalities
+
+        config = replace(config, modalities=normalise_modalities(args.modalities))
+    if args.epochs is not None or args.patches is not None:
+        old = config.classifier
+        config = replace(
+            config,
+            classifier=StageSchedule(
+                args.epochs if args.epochs is not None else old.epochs,
+                args.patches if args.patches is not None else old.per_epoch,
+            ),
+        )
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import wsls
+
+    config = _config(args)
+    bundle = wsls.train(
+        args.data,
+        args.out,
+        config,
+        layout=args.layout,
+        baselines=_baselines(args.baselines),
+        val_data=args.val,
+        resume=args.resume,
+        device=args.device,
+        progress=not args.no_progress,
+        cache=not args.no_cache,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"model bundle: {bundle}")
+    return 0
+
+
+# ---------------------------------------------------------------- segment
+
+
+def _single_output(args: argparse.Namespace) -> bool:
+    name = str(args.output).lower()
+    return name.endswith((".nii", ".nii.gz", ".nrrd")) and not Path(args.output).is_dir()
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from wsls.api import resolve_model, segment
+    from wsls.batch import segment_many, shard
+    from wsls.device import resolve_device
+
+    options = {"seeds": args.seeds, "threshold": args.threshold}
+    options = {k: v for k, v in options.items() if v is not None}
+    if _single_output(args):
+        start = time.perf_counter()
+        inputs = args.inputs if len(args.inputs) > 1 else args.inputs[0]
+        models = resolve_model(args.model, resolve_device(args.device))
+        seg = segment(inputs, models, device=args.device, brain=args.brain, **options)
+        path = seg.save(args.output)
+        if args.acam:
+            seg.save_acam(_acam_path(Path(args.output)))
+        print(
+            f"{seg.case_id}: {int(seg.mask.sum())} lesion voxels ({seg.lesion_ml:.1f} ml), "
+            f"probability {seg.probability:.3f} -> {path} ({time.perf_counter() - start:.1f} s)"
+        )
+        return 0
+    if args.brain:
+        raise UserError("--brain needs a single case written to a .nii/.nii.gz file")
+    rows = segment_many(
+        args.inputs,
+        args.model,
+        args.output,
+        layout=args.layout,
+        device=args.device,
+        save_acam=args.acam,
+        skip_existing=args.skip_existing,
+        progress=not args.no_progress,
+        **options,
+    )
+    failed = [r for r in rows if "error" in r]
+    done = [r for r in rows if "error" not in r]
+    rank, world, _ = shard()
+    where = f"rank {rank}/{world}: " if world > 1 else ""
+    print(f"{where}{len(done)} case(s) segmented into {args.output}, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def _acam_path(mask_path: Path) -> Path:
+    name = mask_path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd"):
+        if name.endswith(suffix):
+            return mask_path.with_name(name[: -len(suffix)] + "_acam" + suffix)
+    return mask_path.with_name(name + "_acam.nii.gz")
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def _training_record(model: str) -> dict | None:
+    from wsls.api import bundle_path
+
+    record = bundle_path(model).parent / "training.json"
+    if not record.exists():
+        return None
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _eval_config(args: argparse.Namespace):
+    from wsls.evaluate import EvalConfig
+
+    return EvalConfig(
+        baseline_modality=args.baseline_modality,
+        baseline_normalise=not args.raw_baseline,
+        hd95=not args.no_hd95,
+        progress=not args.no_progress,
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from wsls.api import resolve_model
+    from wsls.data.layouts import open_dataset
+    from wsls.data.modalities import normalise_modalities
+    from wsls.evaluate import evaluate
+
+    if args.folds is not None and args.train_data:
+        raise UserError("give either --train-data or --folds, not both")
+    models = resolve_model(args.model)
+    modalities = tuple(models.config.modalities)
+    base = normalise_modalities([args.baseline_modality])[0]
+    needed = modalities + ((base,) if base not in modalities else ())
+    cases = list(open_dataset(args.data, args.layout, needed))
+    out = Path(args.out)
+    if args.folds is not None:
+        from wsls.crossval import cross_validate
+
+        result = cross_validate(
+            cases,
+            models.config,
+            args.folds,
+            out,
+            baselines=tuple(models.baselines),
+            eval_config=_eval_config(args),
+            resume=args.resume,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    else:
+        if args.train_data:
+            train_cases = list(open_dataset(args.train_data, args.layout, needed))
+        else:
+            record = _training_record(args.model)
+            if not record or not record.get("data"):
+                raise UserError(
+                    "thresholds are tuned on the training cases: give --train-data DATA (the "
+                    "cases the model was trained on) or --folds K to cross-validate"
+                )
+            wanted = set(record.get("cases", []))
+            train_cases = [
+                c for c in open_dataset(record["data"], "auto", needed) if c.id in wanted
+            ]
+        train_ids = {c.id for c in train_cases}
+        test_cases = [c for c in cases if c.id not in train_ids]
+        if len(test_cases) < len(cases):
+            print(
+                f"[wsls] {len(cases) - len(test_cases)} training case(s) left out of the test set"
+            )
+        if not test_cases:
+            raise UserError(f"{args.data}: every case was used for training: nothing to test on")
+        result = evaluate(models, test_cases, train_cases, config=_eval_config(args), out_dir=out)
+    print()
+    print(result.markdown())
+    for name, path in result.files.items():
+        print(f"  {name:<11} {path}")
+    return 0
+
+
+# ---------------------------------------------------------------- bench
+
+
+def _benchmarks_dir() -> Path:
+    here = Path(__file__).resolve().parents[1] / "benchmarks"
+    if not here.is_dir():
+        raise UserError(
+            f"{here}: benchmarks not found (they come with the source checkout, not the wheel)"
+        )
+    return here
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    scripts = sorted(_benchmarks_dir().glob("bench_*.py"))
+    if args.only:
+        wanted = {n.removeprefix("bench_").removesuffix(".py") for n in args.only}
+        known = {s.stem.removeprefix("bench_") for s in scripts}
+        unknown = wanted - known
+        if unknown:
+            raise UserError(f"unknown benchmark {sorted(unknown)}; have {', '.join(sorted(known))}")
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
+    failed = []
+    for script in scripts:
+        print(f"== {script.name}", flush=True)
+        code = subprocess.call([sys.executable, str(script), *args.extra])
+        if code:
+            failed.append(script.name)
+    if failed:
+        _err(f"benchmarks failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+_EXAMPLES = {
+    "main": """examples:
+  wsls demo --quick                       # the whole method on a phantom, ~3 minutes on a CPU
+  wsls train data/brats --out run --baselines all
+  wsls segment run/bundle scan_flair.nii.gz scan_t1c.nii.gz -o lesion.nii.gz
+  wsls segment run/bundle data/new_cases/ -o masks/
+  wsls evaluate run/bundle data/test --train-data data/train
+  wsls bench --only attention_cam
+""",
+    "demo": """examples:
+  wsls demo                 # 12 phantom cases, about 15 minutes on 2 CPU cores
+  wsls demo --quick --out /tmp/demo
+""",
+    "train": """examples:
+  wsls train ../shared/data/brats2015 --layout brats --out run --modalities flair t1c
+  wsls train manifest.csv --out run --epochs 4 --baselines gap gmp ws_unet
+  wsls train data --out run --resume               # continue an interrupted run
+  torchrun --nproc-per-node 4 -m wsls train data --out run   # one GPU per process
+
+A CSV manifest has columns case_id, image_<modality> (or image: one 4D file or files joined
+by ';'), optional mask, brain_mask, and label (1/0: the image-level label).
+""",
+    "segment": """examples:
+  wsls segment run/bundle flair.nii.gz t1c.nii.gz -o lesion.nii.gz  # one file per modality
+  wsls segment run/bundle case_folder/ -o lesion.nii.gz              # a BraTS-style case folder
+  wsls segment run/bundle data/ more/*.nii.gz -o masks/ --acam        # many cases into a folder
+  torchrun --nproc-per-node 4 -m wsls segment run/bundle data/ -o masks/   # sharded over GPUs
+
+Masks are written on each input's own grid, orientation and affine (uint8, 1 = lesion).
+""",
+    "evaluate": """examples:
+  wsls evaluate run/bundle data/test --train-data data/train --out eval
+  wsls evaluate run/bundle data                      # training cases from run/training.json
+  wsls evaluate run/bundle ../shared/data/brats2015 --folds 4 --out cv   # leave-one-out, retrained
+
+Writes table1_localisation.{csv,md}, table2_segmentation.{csv,md}, per_case.csv, tables.md and
+figure2.png. Thresholds of the maps and of the FLAIR baseline are tuned on the training cases.
+""",
+    "bench": """examples:
+  wsls bench                         # every benchmarks/bench_*.py
+  wsls bench --only affinity_grow -- --device cpu --quick
+  wsls bench --only data -- --only phantom --repeats 3
+
+The scripts run with this command's OpenMP setting (OMP_WAIT_POLICY=PASSIVE unless set).
+""",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from wsls import __version__
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="wsls",
+        description="Weakly supervised 3D brain lesion segmentation from image-level labels.",
+        epilog=_EXAMPLES["main"],
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"wsls {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, epilog=_EXAMPLES[name], formatter_class=fmt
+        )
+        p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+        return p
+
+    p = add("demo", "train and evaluate on a generated phantom, end to end")
+    p.add_argument("--quick", action="store_true", help="smaller and shorter (about 3 minutes)")
+    p.add_argument("--out", default="demo_out", help="output folder (default: ./demo_out)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if any)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = add("train", "train the method (and baselines) on a dataset")
+    p.add_argument("data", help="dataset folder or CSV manifest")
+    p.add_argument("--out", required=True, help="run folder (the bundle goes to OUT/bundle)")
+    p.add_argument("--layout", default="auto", choices=LAYOUTS, help="dataset layout")
+    p.add_argument("--modalities", nargs="+", help="channels in order (default: flair t1c)")
+    p.add_argument("--epochs", type=int, help="classifier epochs")
+    p.add_argument("--patches", type=int, help="classifier patches per epoch")
+    p.add_argument("--config", help="JSON file with WSLSConfig settings (or a bundle's config)")
+    p.add_argument(
+        "--baselines",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="also train: all, or any of gap gmp ws_unet s_unet (for evaluate)",
+    )
+    p.add_argument("--val", help="held-out dataset that picks the classifier's best epoch")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--device", default=None, help="cpu, cuda (default: CUDA if any)")
+    p.add_argument("--no-cache", action="store_true", help="do not keep prepared volumes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = add("segment", "segment scans with a trained model")
+    p.add_argument("model", help="model bundle (or run folder)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files (one case: one file per modality) or folders of cases",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="a .nii/.nii.gz file (one case) or a folder (one mask per case)",
+    )
+    p.add_argument("--layout", default="auto", choices=LAYOUTS, help="layout of input folders")
+    p.add_argument("--brain", help="brain mask file (single case)")
+    p.add_argument("--acam", action="store_true", help="also write the ACAM map")
+    p.add_argument("--seeds", type=int, help="region-growing seeds (default: the model's)")
+    p.add_argument("--threshold", type=float, help="affinity threshold lambda (default: auto)")
+    p.add_argument("--skip-existing", action="store_true", help="keep masks already written")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_segment)
+
+    p = add("evaluate", "tables 1 and 2 and the figure on labelled cases")
+    p.add_argument("model", help="model bundle (or run folder); with --folds only its config")
+    p.add_argument("data", help="labelled dataset folder or CSV manifest (the test cases)")
+    p.add_argument("--train-data", help="the training cases (thresholds are tuned on them)")
+    p.add_argument("--folds", type=int, help="cross-validate instead: retrain on K-1 folds")
+    p.add_argument("--out", default="evaluation", help="output folder (default: ./evaluation)")
+    p.add_argument("--layout", default="auto", choices=LAYOUTS, help="dataset layout")
+    p.add_argument("--baseline-modality", default="flair", help="trivial baseline's image")
+    p.add_argument(
+        "--raw-baseline",
+        action="store_true",
+        help="threshold the baseline image as stored (already z-scored data)",
+    )
+    p.add_argument("--no-hd95", action="store_true", help="skip HD95")
+    p.add_argument("--resume", action="store_true", help="with --folds: reuse finished folds")
+    p.add_argument("--device", default=None, help="training device with --folds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = add("bench", "run the op benchmarks (benchmarks/bench_*.py) and print their tables")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="e.g. attention_cam affinity_grow")
+    p.add_argument("extra", nargs="*", help="arguments passed to each script (after --)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from wsls.bundle import BundleError
+    from wsls.data.errors import DataError
+
+    return (UserError, DataError, BundleError, ValueError, FileNotFoundError, PermissionError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wsls`` command; returns the exit status."""
+    # OpenMP threads that spin while they wait cost 3-25x on a shared or oversubscribed CPU
+    # (measured on a loaded 2-core machine: one BraTS case 13 s -> 4 s). Wait passively
+    # unless the user chose otherwise; read when torch first loads, so set before that.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as err:  # noqa: BLE001 - user mistakes are one line; the rest re-raised
+        if args.debug or not isinstance(err, _user_errors()):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        _err(f"{message} (--debug shows the traceback)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export MAX_JOBS ?= 2
+# OpenMP threads that spin while waiting cost more than the work on small machines
+export OMP_WAIT_POLICY ?= PASSIVE
 CMAKE_BUILD ?= build-cmake
 
 .PHONY: setup build test demo bench lint format cmake check-cuda-build gpu-check clean

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = {
     "modalities": ["flair", "t1c"],
     "preprocess": {"target_spacing": [4.0, 4.0, 4.0], "pad_to_multiple": 8},
+    "classifier_scale": 1,
     "patch": {"size": 16, "min_lesion_voxels": 20, "flip_lr": True},
     "width": 8,
     "classifier": {"epochs": 1, "per_epoch": 32},

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# OpenMP threads that spin while waiting cost several times the work on a 2-core machine
+# (the wsls command sets the same); it must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 import numpy as np

@@ -77,6 +77,7 @@ def demo_config(plan: DemoPlan) -> WSLSConfig:
     return WSLSConfig(
         modalities=("flair", "t1c"),
         preprocess=PreprocessConfig(downsample=1.0, pad_to_multiple=8),
+        classifier_scale=1,  # the phantom's voxels are already coarse
         patch=PatchConfig(size=24, min_lesion_voxels=40, flip_lr=True),
         classifier=plan.classifier,
         embedding_schedule=plan.embedding,

@@ -55,5 +55,8 @@ class AppearanceEmbedding(nn.Module):
         """x (B, C, H, W, D) -> the smoothed stack (B, C * len(sigmas), H, W, D)."""
         return torch.cat([gaussian_smooth(x, s) for s in self.spec.sigmas], dim=1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.mlp(self.scales(x))
+    def forward(self, x: Tensor, points: bool = False) -> Tensor:
+        """x (B, C, H, W, D) -> (B, K, H, W, D). With ``points=True`` x is already the smoothed
+        stack of some voxels, (B, C * len(sigmas), N, 1, 1), as the trainer gathers it (going
+        through forward keeps DistributedDataParallel's gradient hooks)."""
+        return self.mlp(x if points else self.scales(x))

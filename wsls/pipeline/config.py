@@ -35,6 +35,7 @@ class WSLSConfig:
         patch: classifier patches (size, lesion voxels that make a patch positive...).
         width, stages, head, fusion: the classifier (stages - 1 poolings).
         classifier: its schedule (epochs, patches per epoch); batch_size: patches per step.
+        baseline_classifier: the schedule of the CAM(GAP) and CAM(GMP) baselines.
         window_overlap: overlap of the sliding windows that compute a volume's maps.
         em: the intensity model whose posterior refines the ACAM.
         confident: which voxels train the representation model ("refined" or "paper").
@@ -61,6 +62,7 @@ class WSLSConfig:
     head: str = "acam"
     fusion: str = "mean"
     classifier: StageSchedule = field(default_factory=lambda: StageSchedule(6, 800))
+    baseline_classifier: StageSchedule = field(default_factory=lambda: StageSchedule(6, 800))
     batch_size: int = 8
     window_overlap: float = 0.5
     em: EMConfig = field(default_factory=EMConfig)

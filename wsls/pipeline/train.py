@@ -60,11 +60,12 @@ def _fit_config(
 def _classifier(
     cases, out: Path, config: WSLSConfig, head: str, resume: bool, device, progress, val_cases=()
 ) -> Classifier3D:
-    patch = replace(config.patch, samples_per_epoch=config.classifier.per_epoch)
+    schedule = config.classifier if head == config.head else config.baseline_classifier
+    patch = replace(config.patch, samples_per_epoch=schedule.per_epoch)
     spec = ClassifierSpec(len(config.modalities), config.width, config.stages, head, config.fusion)
     train_config = ClassifierTrainConfig(spec, patch, config.batch_size)
     name = "classifier" if head == config.head else f"classifier_{head}"
-    fit_config = _fit_config(config, config.classifier, device, progress)
+    fit_config = _fit_config(config, schedule, device, progress)
     if val_cases:
         fit_config.select_metric, fit_config.select_mode = "auc", "max"
     result = train_classifier(
@@ -110,7 +111,9 @@ def train_wsls(
     classifier = _classifier(coarse, out, config, config.head, resume, device, progress, coarse_val)
     maps: list[VolumeMaps] = [volume_maps(classifier, c.image, c.brain, config) for c in cases]
     confident = [
-        select_confident(m.acam, c.brain, m.posterior, config.confident, config.seed + i)
+        _normal_only_if_healthy(
+            c, select_confident(m.acam, c.brain, m.posterior, config.confident, config.seed + i)
+        )
         for i, (c, m) in enumerate(zip(cases, maps, strict=True))
     ]
     report = {"confident": _precision_report(cases, confident)}
@@ -122,7 +125,9 @@ def train_wsls(
     )
     for round_ in range(config.self_training):
         confident = [
-            _self_training_voxels(classifier, embedding, c, m, config, i)
+            _normal_only_if_healthy(
+                c, _self_training_voxels(classifier, embedding, c, m, config, i)
+            )
             for i, (c, m) in enumerate(zip(cases, maps, strict=True))
         ]
         report[f"confident_round{round_ + 1}"] = _precision_report(cases, confident)
@@ -144,6 +149,15 @@ def train_wsls(
         )
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return models
+
+
+def _normal_only_if_healthy(case, selection: ConfidentVoxels) -> ConfidentVoxels:
+    """A case labelled lesion-free (image label 0) can only give normal voxels: its map's
+    brightest spot is not a lesion."""
+    if case.label is not None and case.label == 0:
+        keep = selection.labels == 0
+        return ConfidentVoxels(selection.coords[keep], selection.labels[keep])
+    return selection
 
 
 def _embedding(cases, confident, run_dir, config, resume, device, progress) -> nn.Module:
@@ -212,7 +226,7 @@ def _compare_rules(cases, maps, config) -> dict:
             precision(select_confident(m.acam, c.brain, m.posterior, rule, config.seed), c.mask)
             for c, m in zip(cases, maps, strict=True)
         ]
-        out[name] = {key: float(np.nanmean([s[key] for s in stats])) for key in stats[0]}
+        out[name] = {key: _mean_defined([s[key] for s in stats]) for key in stats[0]}
     return out
 
 
@@ -228,6 +242,12 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
     between = w0 * w1 * (m0 - m1) ** 2
     return float(edges[int(np.argmax(between[:-1])) + 1])
+
+
+def _mean_defined(values) -> float:
+    """Mean of the values that are not NaN (a lesion-free case has no lesion precision)."""
+    values = [v for v in values if not np.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def _precision_report(cases, confident) -> dict:

@@ -140,12 +140,14 @@ class EmbeddingTask:
         inner = model.module if hasattr(model, "module") else model
         if self.config.kind == "appearance":
             feats = self._appearance_features(inner)
+            xs = []
             for v, idx in batch["picks"]:
                 c = self.confident[v].coords[idx]
-                x = feats[v][:, c[:, 0], c[:, 1], c[:, 2]]  # (F, n)
-                embs.append(model.mlp(x[None, :, :, None, None])[0, :, :, 0, 0].T)
+                xs.append(feats[v][:, c[:, 0], c[:, 1], c[:, 2]])  # (F, n)
                 labels.append(torch.from_numpy(self.confident[v].labels[idx]))
                 groups.append(torch.full((len(idx),), v, dtype=torch.int64))
+            x = torch.cat(xs, dim=1)  # one batch: batch norm sees every volume's voxels
+            embs.append(model(x[None, :, :, None, None], points=True)[0, :, :, 0, 0].T)
         else:
             (v, idx), corner = batch["picks"][0], batch["corner"]
             size = np.minimum(self.config.crop, self.cases[v].image.shape[1:])

@@ -19,6 +19,7 @@ from wsls.pipeline.config import StageSchedule, WSLSConfig
 from wsls.pipeline.run import VolumeMaps, segment_volume, volume_maps
 from wsls.train.classifier import ClassifierTrainConfig, train_classifier
 from wsls.train.confident import ConfidentConfig, ConfidentVoxels, precision, select_confident
+from wsls.train.distributed import init_distributed, shutdown_distributed
 from wsls.train.embedding import train_embedding
 from wsls.train.segmenter import train_segmenter
 from wsls.train.task import FitConfig
@@ -98,6 +99,29 @@ def train_wsls(
         resume: continue interrupted stages where they stopped; finished ones are reloaded.
     """
     config = config or WSLSConfig()
+    # Under torchrun, one process group for every stage: each fit() reuses it (creating and
+    # destroying one per stage hangs the second stage's rendezvous).
+    info = init_distributed(device)
+    try:
+        return _train_stages(
+            cases,
+            out_dir,
+            config,
+            baselines,
+            val_cases,
+            resume,
+            device,
+            progress,
+            log if info.rank == 0 else (lambda _: None),
+            info.rank,
+        )
+    finally:
+        shutdown_distributed(info)
+
+
+def _train_stages(
+    cases, out_dir, config, baselines, val_cases, resume, device, progress, log, rank
+) -> TrainedModels:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     unknown = set(baselines) - set(BASELINES)
@@ -147,7 +171,8 @@ def train_wsls(
         models.baselines[name] = _baseline(
             name, cases, coarse, maps, out, config, resume, device, progress
         )
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    if rank == 0:
+        (out / "report.json").write_text(json.dumps(report, indent=1))
     return models
 
 

@@ -86,3 +86,30 @@ def test_train_save_load_segment(cases, tmp_path):
     assert loaded.config == config
     assert np.array_equal(a.mask, b.mask) and np.allclose(a.maps.acam, b.maps.acam)
     assert a.mask.shape == test.brain.shape and not (a.mask & ~test.brain).any()
+
+
+@pytest.mark.slow
+def test_torchrun_trains_every_stage(tmp_path):
+    """2 processes (gloo, CPU) through the whole method: one process group for all stages."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.api_helpers import ROOT, TINY_CONFIG
+    from wsls.data.phantom import write_phantom_dataset
+
+    write_phantom_dataset(
+        tmp_path / "data", 4, (64, 64, 48), seed=3, healthy_fraction=0.25, lesions="tumour"
+    )
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY_CONFIG))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "wsls",
+         "train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--config",
+         str(tmp_path / "tiny.json"), "--no-progress", "--no-cache"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "run" / "bundle" / "config.json").exists()
+    assert (tmp_path / "run" / "runs" / "embedding_round1" / "final.safetensors").exists()

@@ -57,6 +57,13 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--min-lesion-voxels", type=int, default=None)
     parser.add_argument("--patch", type=int, default=None)
+    parser.add_argument(
+        "--connectivity",
+        type=int,
+        default=None,
+        choices=(0, 6, 26),
+        help="region growing connectivity (0: global sets, for multifocal MS)",
+    )
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--folds", type=int, nargs="*", default=None)
     args = parser.parse_args()
@@ -71,6 +78,8 @@ def main() -> None:
     if args.patch is not None:
         patch = replace(patch, size=args.patch)
     config = replace(config, patch=patch)
+    if args.connectivity is not None:
+        config = replace(config, regions=replace(config.regions, connectivity=args.connectivity))
     prepared = [preprocess(c, config.preprocess) for c in cases]
     baselines = (
         () if args.no_baselines else ("classifier_gap", "classifier_gmp", "ws_unet", "s_unet")

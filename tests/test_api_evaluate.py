@@ -59,6 +59,9 @@ def test_tables_have_every_method_and_the_baseline(api_evaluation):
             assert "specificity_mean" in row and "dice_prepared_mean" in row
     ids = {r["case"] for r in evaluation.per_case}
     assert ids == {c.id for c in cases[2:]}
+    assert set(evaluation.patch_auc) == {ACAM, CAM_GAP, CAM_GMP}
+    assert all(0.0 <= auc <= 1.0 for auc in evaluation.patch_auc.values())
+    assert "Patch classification AUC" in evaluation.markdown()
     # the baseline rows are the same numbers in both tables
     for table in (LOCALISATION, SEGMENTATION):
         assert evaluation.mean(table, BASELINE) == evaluation.mean(SEGMENTATION, BASELINE)

@@ -76,12 +76,14 @@ class Evaluation:
         thresholds: method -> the threshold tuned on the training cases.
         figure: the slice shown in the figure, or None.
         notes: what was left out and why.
+        patch_auc: classifier -> patch classification AUC on the held-out cases.
         files: name -> path of what :meth:`write` wrote.
     """
 
     per_case: list[dict[str, Any]]
     thresholds: dict[str, float]
     figure: FigureSlice | None = None
+    patch_auc: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -107,6 +109,12 @@ class Evaluation:
         text = "\n".join(
             markdown(self.summary(t), _TITLES[t]) for t in (LOCALISATION, SEGMENTATION)
         )
+        if self.patch_auc:
+            text += (
+                "\nPatch classification AUC on the held-out cases: "
+                + ", ".join(f"{name} {auc:.3f}" for name, auc in self.patch_auc.items())
+                + "\n"
+            )
         if self.notes:
             text += "\n" + "\n".join(f"- {n}" for n in self.notes) + "\n"
         return text
@@ -158,6 +166,7 @@ class _Scorer:
     def maps(self, prepared: Any) -> tuple[dict[str, np.ndarray], Any]:
         """name -> (h, w, d) float map on the prepared grid; and the method's VolumeMaps."""
         from wsls.infer.maps import classifier_maps
+        from wsls.pipeline.coarse import coarse_image, upsample
         from wsls.pipeline.run import volume_maps
         from wsls.train.segmenter import segmenter_probability
 
@@ -166,9 +175,12 @@ class _Scorer:
         vm = volume_maps(self.models.classifier, prepared.image, prepared.brain, config)
         out = {ACAM: vm.acam}
         window = config.patch.shape[0]
+        factor = config.classifier_scale  # the CAM classifiers work on the coarse view
+        coarse = torch.from_numpy(coarse_image(prepared.image, factor).astype(np.float32))
         for name, net in _MAPS.items():
             if net is not None and net in nets and name in self.wanted:
-                cam = classifier_maps(nets[net], x, window, config.window_overlap)[1].numpy()
+                cam = classifier_maps(nets[net], coarse, window, config.window_overlap)[1]
+                cam = upsample(cam.numpy(), factor, prepared.brain.shape)
                 out[name] = _normalised(cam, prepared.brain)
         unet_window = config.segmenter.patch.shape[0]
         for name, net in ((WS_UNET, "ws_unet"), (S_UNET, "s_unet")):
@@ -206,6 +218,35 @@ def _full_brain(case: Any, preprocess_config: Any) -> np.ndarray:
     if case.brain is not None:
         return np.asarray(case.brain, bool)
     return brain_mask(case.image, preprocess_config.brain_threshold, preprocess_config.fill_holes)
+
+
+def _patch_aucs(models, tests, modalities, prep_cfg, notes) -> dict[str, float]:
+    """Patch classification AUC of each classifier on the held-out cases' patches (labelled
+    from their masks, like the training patches)."""
+    from dataclasses import replace
+
+    from wsls.data.preprocess import preprocess
+    from wsls.pipeline.coarse import coarse_case
+    from wsls.train.classifier import ClassifierTrainConfig, patch_auc
+
+    config = models.config
+    cases = []
+    for item in tests:
+        case = _load(item)
+        if case.mask is not None:
+            prepared = preprocess(subset_case(case, modalities), prep_cfg)
+            cases.append(coarse_case(prepared, config.classifier_scale))
+    nets = {ACAM: models.classifier}
+    nets.update({n: models.baselines[b] for n, b in _MAPS.items() if b and b in models.baselines})
+    out = {}
+    for name, net in nets.items():
+        train_config = ClassifierTrainConfig(net.spec, replace(config.patch, flip_lr=False))
+        try:
+            out[name] = patch_auc(net, cases, train_config)
+        except ValueError as exc:  # e.g. no lesion-free patch among the held-out cases
+            notes.append(f"patch AUC of {name} not computed: {str(exc).splitlines()[0]}")
+            break
+    return out
 
 
 def evaluate(
@@ -397,7 +438,10 @@ def evaluate(
                     brain=brain[..., k],
                 ),
             )
-    evaluation = Evaluation(rows, thresholds, figure[1] if figure else None, notes)
+    auc = _patch_aucs(models, tests, modalities, prep_cfg, notes)
+    evaluation = Evaluation(
+        rows, thresholds, figure[1] if figure else None, notes=notes, patch_auc=auc
+    )
     if out_dir is not None:
         files = evaluation.write(out_dir)
         log(f"[wsls] tables and figure written to {Path(out_dir)} ({len(files)} files)")

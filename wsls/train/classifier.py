@@ -4,7 +4,7 @@ paper), class-balanced patches; validated by patch AUC on held-out cases."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -128,12 +128,23 @@ def train_classifier(
 
 
 def patch_auc(
-    model: Classifier3D, cases: Sequence[Prepared], config: ClassifierTrainConfig, seed: int = 7
+    model: Classifier3D,
+    cases: Sequence[Prepared],
+    config: ClassifierTrainConfig,
+    seed: int = 7,
 ) -> float:
-    """Patch classification AUC of a trained classifier on (held-out) cases."""
-    task = ClassifierTask(cases[:1], config, val_cases=cases, seed=seed)
+    """Patch classification AUC of a trained classifier on (held-out) cases: ``val_patches``
+    balanced patches labelled from the cases' masks. Raises ValueError when the cases offer no
+    positive or no negative patch."""
+    patch = replace(config.patch, samples_per_epoch=config.val_patches, flip_lr=False)
+    batches = PatchBatches(PatchSampler(cases, patch, seed), [c.image for c in cases], 32)
+    model.eval()
+    logits, labels = [], []
     with torch.no_grad():
-        return task.validate(model.eval())["auc"]
+        for x, y in batches.epoch(0):
+            logits.append(model(x).logits.float())
+            labels.append(y)
+    return roc_auc(torch.cat(labels).numpy(), torch.cat(logits).numpy())
 
 
 __all__ = ["ClassifierTask", "ClassifierTrainConfig", "patch_auc", "train_classifier"]

@@ -22,7 +22,6 @@ from wsls.evaluate import (
     WSR,
     EvalConfig,
     Evaluation,
-    _dice_curve,
 )
 from wsls.tables import markdown, summary_rows
 
@@ -108,14 +107,18 @@ def test_missing_baselines_are_noted(api_run, tmp_path, api_one_thread):
 
 
 def test_dice_curve_matches_direct_dice():
-    from wsls.metrics import dice
+    from wsls.metrics import dice, dice_curve
 
     rng = np.random.default_rng(0)
     values = rng.random(2000)
     truth = rng.random(2000) < values * 0.8
     grid = np.linspace(0.05, 0.95, 19)
-    curve = _dice_curve(values, truth, grid)
-    np.testing.assert_allclose(curve, [dice(values >= t, truth) for t in grid])
+    np.testing.assert_allclose(
+        dice_curve(values, truth, grid), [dice(values >= t, truth) for t in grid]
+    )
+    np.testing.assert_allclose(
+        dice_curve(values, truth, grid, strict=True), [dice(values > t, truth) for t in grid]
+    )
 
 
 def test_summary_and_markdown_of_rows():

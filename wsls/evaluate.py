@@ -27,6 +27,8 @@ import torch
 
 from wsls.figure import FigureSlice, lesion_slice, render_figure
 from wsls.inputs import subset_case
+from wsls.metrics import dice, dice_curve
+from wsls.metrics import evaluate as case_metrics
 from wsls.tables import markdown, summary_rows, write_csv
 
 LOCALISATION, SEGMENTATION = "localisation", "segmentation"
@@ -137,16 +139,6 @@ class Evaluation:
             files["figure"] = render_figure(self.figure, out / "figure2.png")
         self.files = files
         return files
-
-
-def _dice_curve(values: np.ndarray, truth: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Dice of ``values >= t`` against ``truth`` for every t of the ascending ``grid``."""
-    positives = np.sort(values[truth])
-    everything = np.sort(values)
-    tp = positives.size - np.searchsorted(positives, grid, side="left")
-    predicted = everything.size - np.searchsorted(everything, grid, side="left")
-    denom = predicted + positives.size
-    return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 1.0)
 
 
 def _normalised(values: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -280,8 +272,6 @@ def evaluate(
     from wsls.data.baseline import ThresholdBaseline
     from wsls.data.modalities import normalise_modalities
     from wsls.data.preprocess import preprocess
-    from wsls.metrics import dice
-    from wsls.metrics import evaluate as case_metrics
     from wsls.pipeline.run import segment_volume
 
     cfg = config or EvalConfig()
@@ -323,7 +313,7 @@ def evaluate(
         for name in tuned:
             if name in maps:
                 full = prepared.to_original(maps[name])[brain]
-                curves.setdefault(name, []).append(_dice_curve(full, truth, grid))
+                curves.setdefault(name, []).append(dice_curve(full, truth, grid))
         channel = case.channel(base_mod)[None]
         baseline_cases.append(
             SimpleNamespace(

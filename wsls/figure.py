@@ -9,7 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from wsls.viz import LESION_COLOUR, PREDICTION_COLOUR, draw_text, write_png
+from wsls.viz import (
+    LESION_COLOUR,
+    PREDICTION_COLOUR,
+    display_slice,
+    draw_text,
+    outline,
+    resize,
+    write_png,
+)
 
 
 @dataclass
@@ -65,26 +73,6 @@ def lesion_slice(truth: np.ndarray, brain: np.ndarray) -> int:
     return int(slices[len(slices) // 2]) if slices.size else truth.shape[2] // 2
 
 
-def _display(slice_xy: np.ndarray) -> np.ndarray:
-    """(x, y) -> (rows, cols): anterior at the top, the patient's right on the left."""
-    return slice_xy.T[::-1, ::-1]
-
-
-def _resize(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    r = np.minimum((np.arange(rows) * array.shape[0] / rows).astype(int), array.shape[0] - 1)
-    c = np.minimum((np.arange(cols) * array.shape[1] / cols).astype(int), array.shape[1] - 1)
-    return array[r][:, c]
-
-
-def _outline(mask: np.ndarray) -> np.ndarray:
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return mask & ~inner
-
-
 def heat_colours(values: np.ndarray) -> np.ndarray:
     """(...) values in [0, 1] -> (..., 3) float RGB in [0, 1] ('hot': black, red, yellow, white)."""
     t = np.clip(values, 0.0, 1.0)[..., None]
@@ -104,21 +92,23 @@ def render_figure(fig: FigureSlice, path: str | Path, pixels_per_mm: float = 2.0
     fig = fig.cropped()
     rows = max(1, int(round(fig.image.shape[1] * fig.spacing[1] * pixels_per_mm)))
     cols = max(1, int(round(fig.image.shape[0] * fig.spacing[0] * pixels_per_mm)))
-    grey = _resize(_grey(_display(fig.image)), rows, cols)
-    truth = _outline(_resize(_display(fig.truth), rows, cols))
+    grey = resize(_grey(display_slice(fig.image)), rows, cols)
+    truth = outline(resize(display_slice(fig.truth), rows, cols))
     panels: list[tuple[str, np.ndarray]] = []
     base = np.repeat(grey[..., None], 3, axis=2)
     first = base.copy()
     first[truth] = np.asarray(LESION_COLOUR) / 255.0
     panels.append(("GROUND TRUTH", first))
     for name, values in fig.heat.items():
-        heat = _resize(_display(values), rows, cols)
+        heat = resize(display_slice(values), rows, cols)
         alpha = np.clip(heat * 1.5, 0.0, 0.75)[..., None]
         panels.append((name, (1 - alpha) * base + alpha * heat_colours(heat)))
     for name, mask in fig.masks.items():
         panel = base.copy()
         panel[truth] = np.asarray(LESION_COLOUR) / 255.0
-        panel[_outline(_resize(_display(mask), rows, cols))] = np.asarray(PREDICTION_COLOUR) / 255.0
+        panel[outline(resize(display_slice(mask), rows, cols))] = (
+            np.asarray(PREDICTION_COLOUR) / 255.0
+        )
         panels.append((name, panel))
     gap, label_h, title_h = 4, 12, 14
     width = len(panels) * (cols + gap) + gap

@@ -109,7 +109,7 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def _display(slice_xy: np.ndarray) -> np.ndarray:
+def display_slice(slice_xy: np.ndarray) -> np.ndarray:
     """(x, y) axial slice -> (rows, cols) picture: anterior up, patient's right on the left."""
     return slice_xy.T[::-1, ::-1]
 
@@ -120,7 +120,8 @@ def _window(volume: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
+def outline(mask: np.ndarray) -> np.ndarray:
+    """(rows, cols) bool mask -> its boundary pixels (mask pixels with a 4-neighbour outside)."""
     inner = mask.copy()
     inner[1:] &= mask[:-1]
     inner[:-1] &= mask[1:]
@@ -129,7 +130,8 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
-def _upscale(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
+def resize(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Nearest-neighbour resize of a 2D picture to (rows, cols)."""
     r = np.minimum((np.arange(rows) * array.shape[0] / rows).astype(int), array.shape[0] - 1)
     c = np.minimum((np.arange(cols) * array.shape[1] / cols).astype(int), array.shape[1] - 1)
     return array[r][:, c]
@@ -184,15 +186,18 @@ def save_case_slices(
     for array, colour in ((mask, LESION_COLOUR), (prediction, PREDICTION_COLOUR)):
         if array is not None:
             outlines.append(
-                (_outline(_upscale(_display(np.asarray(array, bool)[..., k]), rows, cols)), colour)
+                (
+                    outline(resize(display_slice(np.asarray(array, bool)[..., k]), rows, cols)),
+                    colour,
+                )
             )
     for c in range(len(image)):
         brain = image[c] != image[c].flat[0]
         lo, hi = _window(image[c], brain)
-        grey = np.clip((_display(image[c][..., k]) - lo) / (hi - lo), 0.0, 1.0)
-        panel = np.repeat((_upscale(grey, rows, cols) * 255).astype(np.uint8)[..., None], 3, axis=2)
-        for outline, colour in outlines:
-            panel[outline] = colour
+        grey = np.clip((display_slice(image[c][..., k]) - lo) / (hi - lo), 0.0, 1.0)
+        panel = np.repeat((resize(grey, rows, cols) * 255).astype(np.uint8)[..., None], 3, axis=2)
+        for edge, colour in outlines:
+            panel[edge] = colour
         left = gap + c * (cols + gap)
         canvas[label_h + 10 : label_h + 10 + rows, left : left + cols] = panel
         name = modalities[c] if c < len(modalities) else f"ch{c}"

@@ -21,13 +21,7 @@
 // whose boxes overlap (pairs), then one block walks it greedily (greedy), as the CPU kernel's
 // greedy loop does with the same iou_exceeds.
 
-#undef __CUDA_NO_HALF_CONVERSIONS__
-#undef __CUDA_NO_HALF_OPERATORS__
-#undef __CUDA_NO_BFLOAT16_CONVERSIONS__
-#undef __CUDA_NO_HALF2_OPERATORS__
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+#include "../cuda_elements.cuh"
 
 #include <algorithm>
 #include <utility>
@@ -46,43 +40,8 @@ constexpr int64_t kSmemBytes = 48 * 1024;
 constexpr int64_t kAlign = 256;
 
 template <typename T>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-
-template <typename acc_t, typename T>
-__device__ __forceinline__ acc_t load(const T* p) {
-  return static_cast<acc_t>(p[0]);
-}
-template <>
-__device__ __forceinline__ float load<float, __nv_bfloat16>(const __nv_bfloat16* p) {
-  return __bfloat162float(p[0]);
-}
-template <>
-__device__ __forceinline__ float load<float, __half>(const __half* p) {
-  return __half2float(p[0]);
-}
-
-template <typename T>
 __device__ __forceinline__ double to_double(const T* p) {
   return static_cast<double>(load<typename AccType<T>::type>(p));
-}
-
-template <typename T>
-__device__ __forceinline__ T store(double v) {
-  return static_cast<T>(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 store<__nv_bfloat16>(double v) {
-  return __float2bfloat16(static_cast<float>(v));
-}
-template <>
-__device__ __forceinline__ __half store<__half>(double v) {
-  return __float2half(static_cast<float>(v));
 }
 
 int64_t align_up(int64_t n) { return ceil_div<int64_t>(n, kAlign) * kAlign; }

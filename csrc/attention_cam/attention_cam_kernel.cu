@@ -11,15 +11,7 @@
 // Backward: per-sample slice coefficients, a write-only pass for the feature gradient, and an
 // ordered reduction of the weight gradients. No float atomics: results are deterministic.
 
-// torch builds .cu files with the implicit half/bfloat16 conversions disabled; the shared math
-// uses static_cast, so enable them here (this file sees no torch headers they could clash with).
-#undef __CUDA_NO_HALF_CONVERSIONS__
-#undef __CUDA_NO_HALF_OPERATORS__
-#undef __CUDA_NO_BFLOAT16_CONVERSIONS__
-#undef __CUDA_NO_HALF2_OPERATORS__
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+#include "../cuda_elements.cuh"
 
 #include <algorithm>
 
@@ -33,41 +25,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kSmemBytes = 48 * 1024;
 constexpr int64_t kTileElems = 1024;
-
-template <typename T>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-
-template <typename acc_t, typename T>
-__device__ __forceinline__ acc_t load(const T* p) {
-  return static_cast<acc_t>(p[0]);
-}
-template <>
-__device__ __forceinline__ float load<float, __nv_bfloat16>(const __nv_bfloat16* p) {
-  return __bfloat162float(p[0]);
-}
-template <>
-__device__ __forceinline__ float load<float, __half>(const __half* p) {
-  return __half2float(p[0]);
-}
-
-template <typename T, typename acc_t>
-__device__ __forceinline__ T store(acc_t v) {
-  return static_cast<T>(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 store<__nv_bfloat16, float>(float v) {
-  return __float2bfloat16(v);
-}
-template <>
-__device__ __forceinline__ __half store<__half, float>(float v) {
-  return __float2half(v);
-}
 
 int num_sms() {
   int device = 0, sms = 0;

@@ -17,6 +17,7 @@ import numpy as np
 from wsls.data.errors import DataError
 from wsls.data.modalities import canonical_modality
 from wsls.data.preprocess import brain_mask, zscore_in_brain
+from wsls.metrics import dice, dice_curve
 
 
 def largest_component(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:
@@ -94,7 +95,7 @@ class ThresholdBaseline:
         maps = [self.score_map(c) for c in cases]
         curves = np.stack(
             [
-                _dice_curve(z[brain], np.asarray(c.mask)[brain], grid)
+                dice_curve(z[brain], np.asarray(c.mask)[brain], grid, strict=True)
                 for c, (z, brain) in zip(cases, maps, strict=True)
             ]
         )
@@ -128,18 +129,6 @@ class ThresholdBaseline:
         return largest_component(pred) if self.largest_component else pred
 
 
-def _dice_curve(values: np.ndarray, truth: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Dice of ``values > t`` against ``truth`` for every t in the ascending ``grid``."""
-    positives = np.sort(values[truth])
-    everything = np.sort(values)
-    tp = positives.size - np.searchsorted(positives, grid, side="right")
-    predicted = everything.size - np.searchsorted(everything, grid, side="right")
-    denom = predicted + positives.size
-    return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 1.0)
-
-
 def _lcc_dice(z: np.ndarray, brain: np.ndarray, truth: np.ndarray, threshold: float) -> float:
-    from wsls.metrics import dice
-
     pred = largest_component((z > threshold) & brain)
     return dice(pred, truth, brain)

@@ -15,7 +15,7 @@ from wsls.data.preprocess import Prepared
 from wsls.models import Classifier3D, ClassifierSpec
 from wsls.train.loop import fit
 from wsls.train.metrics_auc import roc_auc
-from wsls.train.patch_batches import PatchBatches
+from wsls.train.patch_batches import PatchBatches, PatchBatchesTask
 from wsls.train.task import FitConfig, FitResult
 
 
@@ -30,7 +30,7 @@ class ClassifierTrainConfig:
     val_patches: int = 256
 
 
-class ClassifierTask:
+class ClassifierTask(PatchBatchesTask):
     """Task for :func:`wsls.train.fit`: patches with weak labels in, logits out."""
 
     name = "classifier"
@@ -70,18 +70,6 @@ class ClassifierTask:
 
     def build_model(self) -> Classifier3D:
         return Classifier3D(self.config.spec)
-
-    def train_batches(self, epoch: int, rank: int, world_size: int):
-        return self.batches.epoch(epoch, rank, world_size)
-
-    def loader_state(self) -> dict:
-        return dict(self.batches.state)
-
-    def load_loader_state(self, state: dict) -> None:
-        self.batches.state = {
-            "epoch": int(state.get("epoch", -1)),
-            "batches": int(state.get("batches", 0)),
-        }
 
     def training_step(self, model, batch):
         x, y = batch

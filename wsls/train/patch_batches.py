@@ -70,3 +70,22 @@ class PatchBatches:
                 yield x, y
             else:
                 yield x, y, torch.from_numpy(np.stack([c[1] for c in cut]))
+
+
+class PatchBatchesTask:
+    """The loader part of a :class:`wsls.train.task.Task` whose batches come from
+    ``self.batches`` (a :class:`PatchBatches`): epochs sharded by rank, resumable state."""
+
+    batches: PatchBatches
+
+    def train_batches(self, epoch: int, rank: int, world_size: int):
+        return self.batches.epoch(epoch, rank, world_size)
+
+    def loader_state(self) -> dict:
+        return dict(self.batches.state)
+
+    def load_loader_state(self, state: dict) -> None:
+        self.batches.state = {
+            "epoch": int(state.get("epoch", -1)),
+            "batches": int(state.get("batches", 0)),
+        }

@@ -18,7 +18,7 @@ from wsls.data.preprocess import Prepared
 from wsls.infer.windows import sliding_window
 from wsls.models import UNet3D, UNetSpec
 from wsls.train.loop import fit
-from wsls.train.patch_batches import PatchBatches
+from wsls.train.patch_batches import PatchBatches, PatchBatchesTask
 from wsls.train.task import FitConfig, FitResult
 
 
@@ -48,7 +48,7 @@ class _Targets:
         self.id, self.brain, self.label, self.mask = case.id, case.brain, case.label, target
 
 
-class SegmenterTask:
+class SegmenterTask(PatchBatchesTask):
     name = "segmenter"
 
     def __init__(
@@ -74,18 +74,6 @@ class SegmenterTask:
 
     def build_model(self) -> UNet3D:
         return UNet3D(UNetSpec(self.in_channels, 1, self.config.width, self.config.levels))
-
-    def train_batches(self, epoch: int, rank: int, world_size: int):
-        return self.batches.epoch(epoch, rank, world_size)
-
-    def loader_state(self) -> dict:
-        return dict(self.batches.state)
-
-    def load_loader_state(self, state: dict) -> None:
-        self.batches.state = {
-            "epoch": int(state.get("epoch", -1)),
-            "batches": int(state.get("batches", 0)),
-        }
 
     def training_step(self, model, batch):
         x, _, target = batch

@@ -46,6 +46,9 @@ def test_em_posterior_recovers_lesion_from_edge_map(scene):
     post = lesion_posterior(image, brain, weak)
     assert dice(post >= 0.5, lesion) > 0.9
     assert post[~brain].max() == 0
+    # fitted on a sixth of the brain voxels, the posterior of every voxel barely moves
+    sub = lesion_posterior(image, brain, weak, EMConfig(fit_voxels=int(brain.sum()) // 6))
+    assert dice(sub >= 0.5, post >= 0.5) > 0.97
     # on the second modality alone, intensity says nothing: the posterior stays near the prior
     noise = lesion_posterior(image, brain, weak, EMConfig(channels=(1,)))
     assert dice(noise >= 0.5, lesion) < 0.5
@@ -122,3 +125,40 @@ def test_otsu_threshold_splits_two_modes():
     low, high = rng.normal(0.1, 0.02, 5000), rng.normal(0.7, 0.05, 500)
     t = otsu_threshold(np.r_[low, high])
     assert np.mean(low >= t) < 0.01 and np.all(high >= t)
+
+
+def test_support_refinement_grows_the_prior_over_the_whole_lesion():
+    """The map hits a bright core at the lesion's edge; the rest of the lesion is only
+    moderately bright. One fit keeps the core; refitting with the supported estimate as prior
+    takes the whole lesion, and a look-alike blob the map never hits stays out."""
+    from dataclasses import replace
+
+    from wsls.pipeline.run import intensity_posterior
+
+    rng = np.random.default_rng(0)
+    shape = (40, 40, 32)
+    brain = ball(shape, (20, 20, 16), 18)
+    flair = np.choose(rng.integers(0, 3, shape), [-1.0, 0.0, 0.6])
+    flair = flair + 0.2 * rng.standard_normal(shape)
+    lesion, core = ball(shape, (14, 22, 16), 9), ball(shape, (11, 22, 16), 3)
+    distractor = ball(shape, (30, 12, 16), 3)
+    for region, mean, sd in ((lesion, 1.6, 0.4), (core, 3.0, 0.2), (distractor, 1.6, 0.4)):
+        flair[region] = mean + sd * rng.standard_normal(region.sum())
+    image = (flair[None] * brain).astype(np.float32)
+    weak = ball(shape, (8, 22, 16), 3).astype(np.float32)
+    config = WSLSConfig(modalities=("flair",))
+    found = {}
+    for rounds in (0, config.em.support_rounds):
+        c = replace(config, em=replace(config.em, support_rounds=rounds))
+        post = intensity_posterior(image, brain, weak, c)
+        found[rounds] = supported_lesion(weak, brain, post, c.confident)
+    assert dice(found[0], lesion) < 0.5
+    assert dice(found[config.em.support_rounds], lesion) > 0.95
+    assert not found[config.em.support_rounds][distractor].any()
+
+
+def test_em_config_validation():
+    with pytest.raises(ValueError, match="fit_voxels"):
+        EMConfig(fit_voxels=0)
+    with pytest.raises(ValueError, match="support_rounds"):
+        EMConfig(support_rounds=-1)

@@ -30,6 +30,13 @@ class EMConfig:
     prior_floor, prior_ceiling: clip of the spatial prior (no voxel is certain a priori).
     smooth_sigma: Gaussian smoothing (voxels) of the map before it becomes the prior.
     seed_high, seed_low: map values whose voxels initialise the lesion and normal classes.
+    fit_voxels: the Gaussians are fitted on at most this many brain voxels (evenly spaced in
+        raster order); the posterior is then computed for every voxel.
+    support_rounds: refits of the pipeline's support refinement (wsls.pipeline.run
+        .intensity_posterior): the posterior's lesion components that the ACAM hits become the
+        prior of the next fit; 0 fits once, on the ACAM alone.
+    support_tolerance: the refinement stops once the supported estimate changes by less than
+        this share of its voxels.
     """
 
     iterations: int = 30
@@ -41,6 +48,16 @@ class EMConfig:
     smooth_sigma: float = 2.0
     seed_high: float = 0.5
     seed_low: float = 0.1
+    fit_voxels: int = 200_000
+    support_rounds: int = 5
+    support_tolerance: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "normal_components", "lesion_components", "fit_voxels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EMConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if self.support_rounds < 0:
+            raise ValueError(f"EMConfig: support_rounds must be >= 0, got {self.support_rounds}")
 
 
 def _gauss_logpdf(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -119,20 +136,28 @@ def lesion_posterior(
         x = values
     else:
         x = values[:, list(config.channels)]
-    normal = _init_components(x, cold.astype(np.float64), config.normal_components)
-    lesion = _init_components(x, hot.astype(np.float64), config.lesion_components)
-    log_prior = (np.log1p(-prior), np.log(prior))
+    fit = np.linspace(0, len(x) - 1, min(len(x), config.fit_voxels)).astype(np.int64)
+    normal = _init_components(x[fit], cold[fit].astype(np.float64), config.normal_components)
+    lesion = _init_components(x[fit], hot[fit].astype(np.float64), config.lesion_components)
+    log_prior = np.log1p(-prior), np.log(prior)
     for _ in range(config.iterations):
-        logs = [log_prior[0] + np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in normal]
-        logs += [log_prior[1] + np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in lesion]
-        stacked = np.stack(logs)
-        resp = np.exp(stacked - stacked.max(0))
-        resp /= resp.sum(0)
+        resp = _responsibilities(x[fit], (log_prior[0][fit], log_prior[1][fit]), normal, lesion)
         for k, comp in enumerate(normal + lesion):
-            comp[0], comp[1] = _weighted_stats(x, resp[k])
+            comp[0], comp[1] = _weighted_stats(x[fit], resp[k])
         for group, rows in ((normal, resp[: len(normal)]), (lesion, resp[len(normal) :])):
             total = max(float(rows.sum()), 1e-8)
             for comp, r in zip(group, rows, strict=True):
                 comp[2] = max(float(r.sum()) / total, 1e-6)
+    resp = _responsibilities(x, log_prior, normal, lesion)
     out[brain] = resp[len(normal) :].sum(0).astype(np.float32)
     return out
+
+
+def _responsibilities(x, log_prior, normal, lesion) -> np.ndarray:
+    """(components, N) posterior of each Gaussian (normal ones first) for the voxels x (N, C)."""
+    logs = [log_prior[0] + np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in normal]
+    logs += [log_prior[1] + np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in lesion]
+    stacked = np.stack(logs)
+    resp = np.exp(stacked - stacked.max(0))
+    resp /= resp.sum(0)
+    return resp

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 
 from wsls.data import ThresholdBaseline, open_dataset, preprocess
-from wsls.infer.maps import classifier_maps
 from wsls.metrics import dice, sensitivity, specificity
 from wsls.pipeline.config import WSLSConfig
-from wsls.pipeline.run import segment_volume
+from wsls.pipeline.run import coarse_view_maps, segment_volume
 from wsls.pipeline.train import train_wsls
 from wsls.train.segmenter import segmenter_probability
 
@@ -105,16 +104,14 @@ def main() -> None:
         row["EM posterior"] = scores(
             prep.to_original(result.maps.posterior >= 0.5), case.mask, brain
         )
-        maps = {"ACAM": (models.classifier, None)}
+        maps = {"ACAM": models.classifier}
         for name, key in (("CAM(GAP)", "classifier_gap"), ("CAM(GMP)", "classifier_gmp")):
             if key in models.baselines:
-                maps[name] = (models.baselines[key], None)
-        for name, (net, _) in maps.items():
-            train_maps = [
-                classifier_maps(net, torch.from_numpy(p.image))[1].numpy() * p.brain for p in train
-            ]
+                maps[name] = models.baselines[key]
+        for name, net in maps.items():  # on the coarse view the classifiers trained on
+            train_maps = [coarse_view_maps(net, p.image, p.brain, config)[1] for p in train]
             t = tuned_threshold(train_maps, train)
-            test_map = classifier_maps(net, torch.from_numpy(prep.image))[1].numpy() * prep.brain
+            test_map = coarse_view_maps(net, prep.image, prep.brain, config)[1]
             row[name] = {
                 **scores(prep.to_original((test_map >= t) & prep.brain), case.mask, brain),
                 "threshold": t,

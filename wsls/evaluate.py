@@ -141,12 +141,6 @@ class Evaluation:
         return files
 
 
-def _normalised(values: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    values = np.clip(values, 0.0, None) * brain
-    peak = values.max()
-    return (values / peak if peak > 0 else values).astype(np.float32)
-
-
 class _Scorer:
     """The maps and masks every method makes of one prepared case."""
 
@@ -157,23 +151,16 @@ class _Scorer:
 
     def maps(self, prepared: Any) -> tuple[dict[str, np.ndarray], Any]:
         """name -> (h, w, d) float map on the prepared grid; and the method's VolumeMaps."""
-        from wsls.infer.maps import classifier_maps
-        from wsls.pipeline.coarse import coarse_image, upsample
-        from wsls.pipeline.run import volume_maps
+        from wsls.pipeline.run import coarse_view_maps, volume_maps
         from wsls.train.segmenter import segmenter_probability
 
         config, nets = self.config, self.models.baselines
         x = torch.from_numpy(np.ascontiguousarray(prepared.image, dtype=np.float32))
         vm = volume_maps(self.models.classifier, prepared.image, prepared.brain, config)
         out = {ACAM: vm.acam}
-        window = config.patch.shape[0]
-        factor = config.classifier_scale  # the CAM classifiers work on the coarse view
-        coarse = torch.from_numpy(coarse_image(prepared.image, factor).astype(np.float32))
         for name, net in _MAPS.items():
             if net is not None and net in nets and name in self.wanted:
-                cam = classifier_maps(nets[net], coarse, window, config.window_overlap)[1]
-                cam = upsample(cam.numpy(), factor, prepared.brain.shape)
-                out[name] = _normalised(cam, prepared.brain)
+                out[name] = coarse_view_maps(nets[net], prepared.image, prepared.brain, config)[1]
         unet_window = config.segmenter.patch.shape[0]
         for name, net in ((WS_UNET, "ws_unet"), (S_UNET, "s_unet")):
             if net in nets and name in self.wanted:

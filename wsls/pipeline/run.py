@@ -48,17 +48,27 @@ def volume_maps(
 ) -> VolumeMaps:
     """The classifier's maps (computed on its coarse view, upsampled to the prepared grid) and
     the intensity posterior (on the prepared grid)."""
+    cam, acam, probability = coarse_view_maps(classifier, image, brain, config)
+    posterior = intensity_posterior(image, brain, acam, config)
+    return VolumeMaps(acam, cam, probability, posterior)
+
+
+def coarse_view_maps(
+    classifier: Classifier3D, image: np.ndarray, brain: np.ndarray, config: WSLSConfig
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A classifier run on the coarse view it was trained on, its maps upsampled to the
+    prepared grid: raw CAM; localisation map (ACAM, or CAM for the GAP/GMP baselines) zero
+    outside the brain with maximum 1; the best window's lesion probability."""
     factor = config.classifier_scale
     x = torch.from_numpy(np.ascontiguousarray(coarse_image(image, factor), dtype=np.float32))
-    cam, acam, probability = classifier_maps(
+    cam, loc, probability = classifier_maps(
         classifier, x, window=config.patch.shape[0], overlap=config.window_overlap
     )
     cam = upsample(cam.numpy(), factor, brain.shape)
-    acam = np.clip(upsample(acam.numpy(), factor, brain.shape), 0, None) * brain
-    peak = acam.max()
-    acam = (acam / peak if peak > 0 else acam).astype(np.float32)
-    posterior = intensity_posterior(image, brain, acam, config)
-    return VolumeMaps(acam, cam, probability, posterior)
+    loc = np.clip(upsample(loc.numpy(), factor, brain.shape), 0, None) * brain
+    peak = loc.max()
+    loc = (loc / peak if peak > 0 else loc).astype(np.float32)
+    return cam, loc, probability
 
 
 def intensity_posterior(

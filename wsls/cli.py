@@ -303,7 +303,7 @@ _EXAMPLES = {
   wsls bench --only attention_cam
 """,
     "demo": """examples:
-  wsls demo                 # 12 phantom cases, about 15 minutes on 2 CPU cores
+  wsls demo                 # 12 phantom cases, about 5 minutes on 2 CPU cores
   wsls demo --quick --out /tmp/demo
 """,
     "train": """examples:

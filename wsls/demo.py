@@ -103,7 +103,7 @@ def run_demo(
     Args:
         out_dir: everything goes there: data/, run/ (bundle, checkpoints), evaluation/,
             segmentation/, summary.json.
-        quick: a smaller, shorter run (about 3 minutes on 2 CPU cores instead of 15).
+        quick: a smaller, shorter run (about 3 minutes on 2 CPU cores instead of 5).
     """
     import wsls
     from wsls.data.layouts import open_dataset

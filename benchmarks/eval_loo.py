@@ -63,6 +63,9 @@ def main() -> None:
         choices=(0, 6, 26),
         help="region growing connectivity (0: global sets, for multifocal MS)",
     )
+    parser.add_argument(
+        "--classifier-scale", type=int, default=None, help="classifier's view: 1 (prepared grid), 2"
+    )
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--folds", type=int, nargs="*", default=None)
     args = parser.parse_args()
@@ -77,6 +80,8 @@ def main() -> None:
     if args.patch is not None:
         patch = replace(patch, size=args.patch)
     config = replace(config, patch=patch)
+    if args.classifier_scale is not None:
+        config = replace(config, classifier_scale=args.classifier_scale)
     if args.connectivity is not None:
         config = replace(config, regions=replace(config.regions, connectivity=args.connectivity))
     prepared = [preprocess(c, config.preprocess) for c in cases]

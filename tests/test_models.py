@@ -72,6 +72,24 @@ def test_unet_and_appearance_any_size():
         build_model({"kind": "transformer"})
 
 
+def test_embed_volume_inside_the_brain_only():
+    from wsls.train.embedding import embed_volume
+
+    torch.manual_seed(0)
+    app = AppearanceEmbedding(AppearanceSpec(2, 5, sigmas=(0.0, 1.0)))
+    for p in app.parameters():  # batch-norm statistics away from the identity
+        p.data.normal_()
+    app.mlp[1].running_mean.normal_()
+    x = torch.randn(2, 12, 9, 7)
+    brain = torch.rand(12, 9, 7) > 0.4
+    full = embed_volume(app, x)
+    inside = embed_volume(app, x, brain)
+    torch.testing.assert_close(inside[:, brain], full[:, brain], atol=1e-4, rtol=1e-4)
+    assert inside[:, ~brain].abs().max() == 0
+    unet = UNet3D(UNetSpec(2, 3, width=4, levels=2))  # not per voxel: the whole volume
+    torch.testing.assert_close(embed_volume(unet, x, brain), embed_volume(unet, x))
+
+
 def test_gaussian_smooth_matches_scipy():
     from scipy import ndimage as ndi
 

@@ -150,6 +150,7 @@ def segment_volume(
     lesion = confident.coords[confident.labels == 1]
     evidence = lesion_evidence(maps, brain, config)
     seeds = spread_seeds(lesion, evidence[tuple(lesion.T)], config.regions.seeds)
-    emb = embed_volume(embedding, torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    emb = embed_volume(embedding, x, torch.from_numpy(np.ascontiguousarray(brain)))
     regions = segment_regions(emb, seeds, evidence, brain, config.regions, maps.posterior)
     return MethodResult(postprocess(regions.mask, brain, config), maps, confident, regions)

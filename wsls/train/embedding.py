@@ -56,11 +56,22 @@ def build_embedding(config: EmbeddingTrainConfig, in_channels: int) -> nn.Module
     return UNet3D(UNetSpec(in_channels, config.dim, config.unet_width, levels=3))
 
 
-def embed_volume(model: nn.Module, image: Tensor) -> Tensor:
-    """(C, H, W, D) -> (K, H, W, D) embeddings of a whole volume (eval mode, no grad)."""
+def embed_volume(model: nn.Module, image: Tensor, brain: Tensor | None = None) -> Tensor:
+    """(C, H, W, D) -> (K, H, W, D) embeddings of a whole volume (eval mode, no grad).
+
+    With ``brain`` ((H, W, D) bool) a per-voxel model (the appearance embedding) embeds the
+    brain's voxels only and leaves the rest zero: region growing never leaves the brain, which
+    is an eighth of a BraTS volume."""
     model.eval()
     with torch.no_grad():
-        return model(image[None].float())[0]
+        if brain is None or not isinstance(model, AppearanceEmbedding):
+            return model(image[None].float())[0]
+        stack = model.scales(image[None].float())[0]
+        points = stack[:, brain][None, :, :, None, None]
+        inside = model(points, points=True)[0, :, :, 0, 0]
+        out = inside.new_zeros((inside.shape[0], *brain.shape))
+        out[:, brain] = inside
+        return out
 
 
 def _draw(rng: np.random.Generator, sel: ConfidentVoxels, n: int) -> np.ndarray:

@@ -62,6 +62,10 @@ class EMConfig:
 
 def _gauss_logpdf(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
     d = x.shape[1]
+    if d == 1:  # the default (one modality): no factorisation, no triangular solve
+        var = float(cov[0, 0]) + 1e-4
+        z = (x[:, 0] - mean[0]) / np.sqrt(var)
+        return -0.5 * z * z - 0.5 * np.log(2 * np.pi * var)
     cov = cov + 1e-4 * np.eye(d)
     chol = np.linalg.cholesky(cov)
     z = np.linalg.solve(chol, (x - mean).T)
@@ -137,13 +141,15 @@ def lesion_posterior(
     else:
         x = values[:, list(config.channels)]
     fit = np.linspace(0, len(x) - 1, min(len(x), config.fit_voxels)).astype(np.int64)
-    normal = _init_components(x[fit], cold[fit].astype(np.float64), config.normal_components)
-    lesion = _init_components(x[fit], hot[fit].astype(np.float64), config.lesion_components)
+    x_fit = x[fit]
+    normal = _init_components(x_fit, cold[fit].astype(np.float64), config.normal_components)
+    lesion = _init_components(x_fit, hot[fit].astype(np.float64), config.lesion_components)
     log_prior = np.log1p(-prior), np.log(prior)
+    log_prior_fit = log_prior[0][fit], log_prior[1][fit]
     for _ in range(config.iterations):
-        resp = _responsibilities(x[fit], (log_prior[0][fit], log_prior[1][fit]), normal, lesion)
+        resp = _responsibilities(x_fit, log_prior_fit, normal, lesion)
         for k, comp in enumerate(normal + lesion):
-            comp[0], comp[1] = _weighted_stats(x[fit], resp[k])
+            comp[0], comp[1] = _weighted_stats(x_fit, resp[k])
         for group, rows in ((normal, resp[: len(normal)]), (lesion, resp[len(normal) :])):
             total = max(float(rows.sum()), 1e-8)
             for comp, r in zip(group, rows, strict=True):

@@ -142,7 +142,7 @@ def main() -> None:
         row["confident voxel precision"] = report.get("rules", {})
         train_cases = [c for i, c in enumerate(cases) if i != k]
         for lcc in (False, True):
-            base = ThresholdBaseline("flair", largest_component=lcc, normalise=False)
+            base = ThresholdBaseline("flair", largest_component=lcc)
             base.fit(train_cases)
             row[f"FLAIR threshold{' + LCC' if lcc else ''}"] = {
                 **scores(base.predict(case), case.mask, brain),

@@ -7,7 +7,7 @@ Table 1 (localisation): CAM(GMP), CAM(GAP), ACAM, each thresholded at the value 
 maximises mean Dice on the training cases. Table 2 (segmentation): WS-UNet, ACAM+WSR (no voxel
 label used), S-UNet (trained on the true masks: the upper reference).
 
-Run: python benchmarks/eval_loo.py --data ../shared/data/brats2015 --out loo_brats
+Run: python benchmarks/eval_loo.py --data ../shared/data/brats2015 --out loo_brats --baseline-as-is
 """
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--classifier-scale", type=int, default=None, help="classifier's view: 1 (prepared grid), 2"
+    )
+    parser.add_argument(
+        "--baseline-as-is",
+        action="store_true",
+        help="FLAIR baseline on the values as they are (data already z-scored in the brain, like"
+        " the shared BraTS cases), not z-scored again inside the brain mask",
     )
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--folds", type=int, nargs="*", default=None)
@@ -142,7 +148,9 @@ def main() -> None:
         row["confident voxel precision"] = report.get("rules", {})
         train_cases = [c for i, c in enumerate(cases) if i != k]
         for lcc in (False, True):
-            base = ThresholdBaseline("flair", largest_component=lcc)
+            base = ThresholdBaseline(
+                "flair", largest_component=lcc, normalise=not args.baseline_as_is
+            )
             base.fit(train_cases)
             row[f"FLAIR threshold{' + LCC' if lcc else ''}"] = {
                 **scores(base.predict(case), case.mask, brain),

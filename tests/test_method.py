@@ -9,6 +9,7 @@ import torch
 
 from wsls.infer.regions import RegionConfig, segment_regions
 from wsls.infer.seeds import spread_seeds
+from wsls.metrics import dice
 from wsls.pipeline.config import StageSchedule, WSLSConfig
 from wsls.pipeline.run import postprocess
 from wsls.train.confident import ConfidentConfig, precision, select_confident, supported_lesion
@@ -35,10 +36,6 @@ def scene():
     image = np.stack([flair, other]).astype(np.float32) * brain
     weak = ball(shape, (9, 18, 12), 3).astype(np.float32)
     return image, brain, lesion, weak
-
-
-def dice(a, b):
-    return 2 * (a & b).sum() / (a.sum() + b.sum())
 
 
 def test_em_posterior_recovers_lesion_from_edge_map(scene):

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wsls.metrics import dice
 from wsls.ops import affinity_grow, candidate_scores, mask_nms
 
 DEFAULT_LAMBDAS = (
@@ -89,11 +90,6 @@ def grow_and_select(
     return Regions(mask, seeds, scores.numpy(), kept.numpy(), threshold)
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 2.0 * float((a & b).sum()) / float(total) if total else 1.0
-
-
 def segment_regions(
     embeddings: Tensor,
     seeds: np.ndarray,
@@ -120,7 +116,7 @@ def segment_regions(
     best: tuple[float, Regions] | None = None
     for lam in config.lambdas:
         regions = grow_and_select(embeddings, seeds, acam_t, brain_t, lam, config)
-        agreement = _dice(regions.mask, target)
+        agreement = dice(regions.mask, target)
         if best is None or agreement > best[0]:
             best = (agreement, regions)
     return best[1]

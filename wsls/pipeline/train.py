@@ -42,18 +42,14 @@ class TrainedModels:
 
 
 def _fit_config(
-    config: WSLSConfig,
-    schedule: StageSchedule,
-    device: str | None,
-    progress: bool,
-    select: str = "train_loss",
+    config: WSLSConfig, schedule: StageSchedule, device: str | None, progress: bool
 ) -> FitConfig:
     return FitConfig(
         epochs=schedule.epochs,
         seed=config.seed,
         device=device,
         progress=progress,
-        select_metric=select,
+        select_metric="train_loss",
         select_mode="min",
     )
 
@@ -199,8 +195,7 @@ def _self_training_voxels(classifier, embedding, case, maps, config, index) -> C
     mask = segment_volume(classifier, embedding, case.image, case.brain, config, maps).mask
     inner = ndi.binary_erosion(mask, iterations=1) & (maps.posterior >= 0.5)
     outer = ~ndi.binary_dilation(mask, iterations=2) & case.brain
-    pseudo_map = np.where(inner, 1.0, np.where(outer, 0.0, 0.5)).astype(np.float32)
-    pseudo_post = np.where(inner, 1.0, np.where(outer, 0.0, 0.5)).astype(np.float32)
+    pseudo = np.where(inner, 1.0, np.where(outer, 0.0, 0.5)).astype(np.float32)  # map and posterior
     rule = replace(
         config.confident,
         rule="refined",
@@ -209,7 +204,7 @@ def _self_training_voxels(classifier, embedding, case, maps, config, index) -> C
         lesion_posterior=0.99,
         normal_posterior=0.01,
     )
-    return select_confident(pseudo_map, case.brain, pseudo_post, rule, config.seed + index)
+    return select_confident(pseudo, case.brain, pseudo, rule, config.seed + index)
 
 
 def _baseline(name, cases, coarse, maps, out, config, resume, device, progress) -> nn.Module:

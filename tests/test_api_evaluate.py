@@ -141,3 +141,11 @@ def test_split_folds():
     assert split_folds(list("ab"), 5) == [["a"], ["b"]]
     with pytest.raises(ValueError, match="at least 2 folds"):
         split_folds(list("abc"), 1)
+
+
+def test_markdown_lists_notes_and_patch_auc():
+    rows = [{"table": LOCALISATION, "method": ACAM, "case": "a", "dice": 0.5, "threshold": 0.3}]
+    text = Evaluation(rows, {ACAM: 0.3}, None, notes=["no s_unet"]).markdown()
+    assert "- no s_unet" in text and "Patch classification AUC" not in text
+    text = Evaluation(rows, {ACAM: 0.3}, None, patch_auc={ACAM: 0.97}).markdown()
+    assert "ACAM 0.970" in text

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -259,13 +258,15 @@ def train(
     Returns:
         The bundle folder (``out_dir/bundle``).
     """
+    from wsls.batch import shard
     from wsls.data.cache import VolumeCache
     from wsls.data.modalities import normalise_modalities
     from wsls.pipeline.bundle_io import save_models
     from wsls.pipeline.config import WSLSConfig
     from wsls.pipeline.train import train_wsls
 
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+    rank = shard()[0]
+    if rank != 0:  # under torchrun, rank 0 reports
         log = _quiet
     config = config or WSLSConfig()
     if modalities:
@@ -295,7 +296,7 @@ def train(
         log=log,
     )
     bundle = out / "bundle"
-    if int(os.environ.get("RANK", "0")) == 0:
+    if rank == 0:
         save_models(models, bundle)
         record = {**source, "cases": [c.id for c in cases], "modalities": config.modalities}
         (out / "training.json").write_text(json.dumps(record, indent=1, default=str))

@@ -4,7 +4,6 @@ bar; under ``torchrun`` the cases are sharded across the ranks (rank r takes cas
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -175,15 +174,7 @@ def segment_many(
         seconds = time.perf_counter() - start
         rows.append({**seg.summary(), "output": str(target), "seconds": round(seconds, 2)})
     name = "summary.csv" if world == 1 else f"summary_rank{rank}.csv"
-    _write_rows(out / name, rows)
+    from wsls.tables import write_csv
+
+    write_csv(out / name, rows, empty_columns=("case",))
     return rows
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns or ["case"])
-        writer.writeheader()
-        writer.writerows(rows)

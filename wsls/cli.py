@@ -112,7 +112,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         cache=not args.no_cache,
     )
-    if int(os.environ.get("RANK", "0")) == 0:
+    from wsls.batch import shard
+
+    if shard()[0] == 0:
         print(f"model bundle: {bundle}")
     return 0
 

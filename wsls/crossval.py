@@ -80,6 +80,6 @@ def cross_validate(
         thresholds.update({f"fold{i} {k}": v for k, v in fold_eval.thresholds.items()})
         notes.extend(f"fold {i}: {n}" for n in fold_eval.notes)
         figure = fold_eval.figure or figure
-    pooled = Evaluation(rows, thresholds, figure, notes)
+    pooled = Evaluation(rows, thresholds, figure, notes=notes)
     pooled.write(out)
     return pooled

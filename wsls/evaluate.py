@@ -141,32 +141,33 @@ class Evaluation:
         return files
 
 
-class _Scorer:
-    """The maps and masks every method makes of one prepared case."""
+def _maps(
+    models: Any, prepared: Any, wanted: Sequence[str], method: bool
+) -> tuple[dict[str, np.ndarray], Any]:
+    """name -> (h, w, d) float map on the prepared grid for the wanted methods the bundle has;
+    and, with ``method``, the method's VolumeMaps (ACAM and the intensity posterior)."""
+    from wsls.pipeline.run import coarse_view_maps, volume_maps
+    from wsls.train.segmenter import segmenter_probability
 
-    def __init__(self, models: Any, wanted: Sequence[str]) -> None:
-        self.models = models
-        self.config = models.config
-        self.wanted = set(wanted)
-
-    def maps(self, prepared: Any) -> tuple[dict[str, np.ndarray], Any]:
-        """name -> (h, w, d) float map on the prepared grid; and the method's VolumeMaps."""
-        from wsls.pipeline.run import coarse_view_maps, volume_maps
-        from wsls.train.segmenter import segmenter_probability
-
-        config, nets = self.config, self.models.baselines
-        x = torch.from_numpy(np.ascontiguousarray(prepared.image, dtype=np.float32))
-        vm = volume_maps(self.models.classifier, prepared.image, prepared.brain, config)
-        out = {ACAM: vm.acam}
-        for name, net in _MAPS.items():
-            if net is not None and net in nets and name in self.wanted:
-                out[name] = coarse_view_maps(nets[net], prepared.image, prepared.brain, config)[1]
-        unet_window = config.segmenter.patch.shape[0]
-        for name, net in ((WS_UNET, "ws_unet"), (S_UNET, "s_unet")):
-            if net in nets and name in self.wanted:
-                prob = segmenter_probability(nets[net], x, unet_window).numpy()
-                out[name] = (prob * prepared.brain).astype(np.float32)
-        return out, vm
+    config, nets = models.config, models.baselines
+    vm = volume_maps(models.classifier, prepared.image, prepared.brain, config) if method else None
+    out = {}
+    if ACAM in wanted:
+        out[ACAM] = (
+            vm.acam
+            if vm
+            else coarse_view_maps(models.classifier, prepared.image, prepared.brain, config)[1]
+        )
+    for name, net in _MAPS.items():
+        if net is not None and net in nets and name in wanted:
+            out[name] = coarse_view_maps(nets[net], prepared.image, prepared.brain, config)[1]
+    x = torch.from_numpy(np.ascontiguousarray(prepared.image, dtype=np.float32))
+    unet_window = config.segmenter.patch.shape[0]
+    for name, net in ((WS_UNET, "ws_unet"), (S_UNET, "s_unet")):
+        if net in nets and name in wanted:
+            prob = segmenter_probability(nets[net], x, unet_window).numpy()
+            out[name] = (prob * prepared.brain).astype(np.float32)
+    return out, vm
 
 
 def _as_cases(items: Any, modalities: Sequence[str], layout: str) -> list[Any]:
@@ -199,22 +200,14 @@ def _full_brain(case: Any, preprocess_config: Any) -> np.ndarray:
     return brain_mask(case.image, preprocess_config.brain_threshold, preprocess_config.fill_holes)
 
 
-def _patch_aucs(models, tests, modalities, prep_cfg, notes) -> dict[str, float]:
-    """Patch classification AUC of each classifier on the held-out cases' patches (labelled
-    from their masks, like the training patches)."""
+def _patch_aucs(models, cases, notes) -> dict[str, float]:
+    """Patch classification AUC of each classifier on the held-out cases' patches (coarse
+    views of the prepared cases, patches labelled from their masks like the training ones)."""
     from dataclasses import replace
 
-    from wsls.data.preprocess import preprocess
-    from wsls.pipeline.coarse import coarse_case
     from wsls.train.classifier import ClassifierTrainConfig, patch_auc
 
     config = models.config
-    cases = []
-    for item in tests:
-        case = _load(item)
-        if case.mask is not None:
-            prepared = preprocess(subset_case(case, modalities), prep_cfg)
-            cases.append(coarse_case(prepared, config.classifier_scale))
     nets = {ACAM: models.classifier}
     nets.update({n: models.baselines[b] for n, b in _MAPS.items() if b and b in models.baselines})
     out = {}
@@ -259,6 +252,7 @@ def evaluate(
     from wsls.data.baseline import ThresholdBaseline
     from wsls.data.modalities import normalise_modalities
     from wsls.data.preprocess import preprocess
+    from wsls.pipeline.coarse import coarse_case
     from wsls.pipeline.run import segment_volume
 
     cfg = config or EvalConfig()
@@ -280,7 +274,6 @@ def evaluate(
     if "s_unet" not in nets:
         notes.append(f"{S_UNET}: the bundle has no 's_unet' model (train it with baselines=)")
     tuned = [CAM_GMP, CAM_GAP, ACAM] + ([WS_UNET] if cfg.tune_ws_unet else [])
-    scorer = _Scorer(models, [*tuned, S_UNET])
     prep_cfg = models.config.preprocess
     grid = np.asarray(sorted(cfg.thresholds), dtype=np.float64)
 
@@ -295,7 +288,7 @@ def evaluate(
             continue
         brain = _full_brain(case, prep_cfg)
         prepared = preprocess(subset_case(case, modalities), prep_cfg)
-        maps, _ = scorer.maps(prepared)
+        maps, _ = _maps(models, prepared, tuned, method=False)
         truth = np.asarray(case.mask, bool)[brain]
         for name in tuned:
             if name in maps:
@@ -328,6 +321,8 @@ def evaluate(
     # 2. test cases
     rows: list[dict[str, Any]] = []
     figure: tuple[int, FigureSlice] | None = None
+    auc_cases = []  # coarse views of the scored cases, for the patch AUC
+    everything = [*_MAPS, WS_UNET, S_UNET]
     bar = tqdm(tests, desc="evaluating test cases", unit="case", disable=not cfg.progress)
     for item in bar:
         case = _load(item)
@@ -337,7 +332,8 @@ def evaluate(
         brain = _full_brain(case, prep_cfg)
         truth = np.asarray(case.mask, bool)
         prepared = preprocess(subset_case(case, modalities), prep_cfg)
-        maps, vm = scorer.maps(prepared)
+        maps, vm = _maps(models, prepared, everything, method=True)
+        auc_cases.append(coarse_case(prepared, models.config.classifier_scale))
         result = segment_volume(
             models.classifier,
             models.embedding,
@@ -354,21 +350,12 @@ def evaluate(
                 t = thresholds[name]
                 preds[name] = (LOCALISATION, full_maps[name] >= t, maps[name] >= t, t)
         if WS_UNET in maps:
+            full_ws = prepared.to_original(maps[WS_UNET])
             t = cfg.unet_threshold
-            preds[WS_UNET] = (
-                SEGMENTATION,
-                prepared.to_original(maps[WS_UNET]) >= t,
-                maps[WS_UNET] >= t,
-                t,
-            )
+            preds[WS_UNET] = (SEGMENTATION, full_ws >= t, maps[WS_UNET] >= t, t)
             if WS_UNET in thresholds:
                 t = thresholds[WS_UNET]
-                preds[WS_UNET_TUNED] = (
-                    SEGMENTATION,
-                    prepared.to_original(maps[WS_UNET]) >= t,
-                    maps[WS_UNET] >= t,
-                    t,
-                )
+                preds[WS_UNET_TUNED] = (SEGMENTATION, full_ws >= t, maps[WS_UNET] >= t, t)
         preds[WSR] = (SEGMENTATION, prepared.to_original(result.mask), result.mask, None)
         if S_UNET in maps:
             t = cfg.unet_threshold
@@ -391,7 +378,7 @@ def evaluate(
             for table in (LOCALISATION, SEGMENTATION):
                 preds[f"{table}:{label}"] = (table, full, small, baseline.threshold)
         spacing = case.spacing if cfg.hd95 else None
-        prepared_truth = prepared.mask if prepared.mask is not None else None
+        prepared_truth = prepared.mask
         for key, (table, full, small, t) in preds.items():
             row = {"table": table, "method": key.split(":", 1)[-1], "case": case.id}
             row.update(case_metrics(full, truth, brain, spacing))
@@ -415,7 +402,7 @@ def evaluate(
                     brain=brain[..., k],
                 ),
             )
-    auc = _patch_aucs(models, tests, modalities, prep_cfg, notes)
+    auc = _patch_aucs(models, auc_cases, notes)
     evaluation = Evaluation(
         rows, thresholds, figure[1] if figure else None, notes=notes, patch_auc=auc
     )

@@ -75,15 +75,18 @@ def markdown(summary: Sequence[Mapping[str, Any]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Rows (dicts) as CSV with the union of their keys as columns, floats to 6 digits."""
+def write_csv(
+    path: str | Path, rows: Sequence[Mapping[str, Any]], empty_columns: Sequence[str] = ("method",)
+) -> Path:
+    """Rows (dicts) as CSV with the union of their keys as columns (``empty_columns`` when
+    there is no row), floats to 6 digits."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns or ["method"])
+        writer = csv.DictWriter(handle, fieldnames=columns or list(empty_columns))
         writer.writeheader()
         for row in rows:
             writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})

@@ -111,6 +111,21 @@ def test_candidate_scores_match_reference(device, dtype):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_candidate_scores_ignore_bits_past_the_row(device):
+    """Words from elsewhere may set the bits past D of a row's last word: they are not voxels
+    (reading them would read the next row's map, or past the end of the last one)."""
+    skip_without_cuda(device)
+    masks, labels = grown_candidates(4)
+    acam = torch.rand(labels.shape, generator=torch.Generator().manual_seed(1)).to(device)
+    clean = pack_masks(masks.to(device))
+    D = labels.shape[-1]
+    dirty = clean.words.clone()
+    dirty[..., -1] |= -(1 << (D % 64))  # every bit from D % 64 up
+    expected = candidate_scores(clean, acam)
+    torch.testing.assert_close(candidate_scores(type(clean)(dirty, clean.shape), acam), expected)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_pipeline_on_packed(device):
     """grow -> score -> NMS -> union on packed masks, against the references end to end."""
     skip_without_cuda(device)

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -58,11 +59,6 @@ void run_fast(const F& f) {
 }
 
 WSLS_ALWAYS_INLINE int lowest_bit(word_t x) { return __builtin_ctzll(x); }
-
-const word_t* words_of(const at::Tensor& t) {
-  return reinterpret_cast<const word_t*>(t.data_ptr<int64_t>());
-}
-word_t* mutable_words_of(at::Tensor& t) { return reinterpret_cast<word_t*>(t.data_ptr<int64_t>()); }
 
 // --- growth ---------------------------------------------------------------------------------
 
@@ -163,8 +159,8 @@ struct Grower {
   static constexpr uint8_t kEvaluated = 1, kQueued = 2;
   const GrowProblem<T>& pb;
   const SeedTable<T>& tab;
-  std::vector<uint8_t> state;  // per row: evaluated for the group; queued for the current seed
-  std::vector<word_t> pass;    // kGroup x (rows x Dw), valid where kEvaluated
+  std::vector<uint8_t> state;      // per row: evaluated for the group; queued for the current seed
+  std::unique_ptr<word_t[]> pass;  // kGroup x (rows x Dw), valid where kEvaluated: no fill
   std::vector<int64_t> touched, stack;
   std::vector<acc_t> d2;
   const int64_t* members = nullptr;
@@ -174,7 +170,7 @@ struct Grower {
       : pb(problem),
         tab(table),
         state(problem.sz.rows(), 0),
-        pass(std::min<int64_t>(kGroup, problem.sz.S) * problem.sz.words()),
+        pass(new word_t[std::min<int64_t>(kGroup, problem.sz.S) * problem.sz.words()]),
         d2(problem.sz.D) {}
 
   // Row r's pass bits for member g; evaluated for every member on first use.
@@ -185,12 +181,12 @@ struct Grower {
       const word_t* mask_row = pb.mask != nullptr ? pb.mask + r * Dw : nullptr;
       for (int m = 0; m < n_members; ++m) {
         eval_row<T, acc_t>(pb.emb + r * sz.D, sz.voxels(), sz.K, sz.D, Dw, tab.of(members[m], sz.K),
-                           pb.bound, mask_row, d2.data(), pass.data() + m * sz.words() + r * Dw);
+                           pb.bound, mask_row, d2.data(), pass.get() + m * sz.words() + r * Dw);
       }
       state[r] |= kEvaluated;
       touched.push_back(r);
     }
-    return pass.data() + g * sz.words() + r * Dw;
+    return pass.get() + g * sz.words() + r * Dw;
   }
 
   // The region of member g: its seed's run, then flooded row by row.
@@ -445,7 +441,7 @@ void scores_typed(const word_t* words, const at::Tensor& acam, at::Tensor& out, 
         const word_t* c = words + s * sz.words();
         for (int64_t r = 0; r < sz.rows(); ++r) {
           for (int64_t j = 0; j < Dw; ++j) {
-            word_t x = c[r * Dw + j];
+            word_t x = row_word(c + r * Dw, j, Dw, sz.D);
             if (x == 0) continue;
             count += popcount(x);
             const T* base = v + r * sz.D + j * 64;

@@ -18,13 +18,6 @@ cudaStream_t stream_of(const at::Tensor& t) {
   return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
 }
 
-const uint64_t* words_of(const at::Tensor& t) {
-  return reinterpret_cast<const uint64_t*>(t.data_ptr<int64_t>());
-}
-uint64_t* mutable_words_of(at::Tensor& t) {
-  return reinterpret_cast<uint64_t*>(t.data_ptr<int64_t>());
-}
-
 at::Tensor byte_workspace(int64_t bytes, const at::Tensor& like) {
   return at::empty({bytes}, like.options().dtype(at::kByte));
 }

@@ -19,6 +19,14 @@
 namespace wsls {
 namespace affinity_grow {
 
+// Packed masks travel as int64 tensors; the kernels see their bits as unsigned words.
+inline const word_t* words_of(const at::Tensor& t) {
+  return reinterpret_cast<const word_t*>(t.data_ptr<int64_t>());
+}
+inline word_t* mutable_words_of(at::Tensor& t) {
+  return reinterpret_cast<word_t*>(t.data_ptr<int64_t>());
+}
+
 inline Sizes check_grow_inputs(const at::Tensor& embeddings, const at::Tensor& seeds,
                                double threshold, int64_t connectivity,
                                const c10::optional<at::Tensor>& mask) {

@@ -437,7 +437,7 @@ __global__ void scores_kernel(const uint64_t* __restrict__ masks, const T* __res
   double sum = 0;
   int64_t count = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    uint64_t x = m[i];
+    uint64_t x = row_word(m + i - i % Dw, i % Dw, Dw, sz.D);
     if (x == 0) continue;
     count += popcount(x);
     const T* base = acam + (i / Dw) * sz.D + (i % Dw) * 64;

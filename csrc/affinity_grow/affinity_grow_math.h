@@ -102,6 +102,13 @@ WSLS_GROW_INLINE int popcount(word_t x) {
 #endif
 }
 
+// Word j of a row of D voxels without the bits past D: words from outside the ops may set them,
+// and those bits index past the row.
+WSLS_GROW_INLINE word_t row_word(const word_t* row, int64_t j, int64_t Dw, int64_t D) {
+  const int tail = static_cast<int>(D & 63);
+  return j == Dw - 1 && tail != 0 ? row[j] & ((word_t(1) << tail) - 1) : row[j];
+}
+
 WSLS_GROW_INLINE bool test_bit(const word_t* row, int64_t d) {
   return (row[d >> 6] >> (d & 63)) & 1;
 }

@@ -8,6 +8,11 @@
 
 namespace wsls {
 
+// The accumulation dtype of the kernels: float64 for float64 inputs, float32 otherwise.
+inline at::ScalarType acc_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 inline ScalarKind scalar_kind(const at::Tensor& t, const char* op, const char* name) {
   switch (t.scalar_type()) {
     case at::kFloat:

@@ -26,10 +26,6 @@ inline int parse_fusion(c10::string_view fusion) {
               "'");
 }
 
-inline at::ScalarType acc_type(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
-}
-
 inline Sizes check_forward_inputs(const at::Tensor& features, const at::Tensor& cls_weight,
                                   const at::Tensor& cls_bias, const at::Tensor& att_weight) {
   check_dim(features, 5, kOp, "features", "(B, K, H, W, D)");

@@ -40,7 +40,6 @@ struct RowBlock {
 // The prepared problem: device pointers for CUDA, host pointers for the CPU. acc_t is double for
 // float64 embeddings, float otherwise (float16 and bfloat16 are converted in the glue).
 struct Problem {
-  int64_t rows;            // M labelled rows
   int64_t dim;             // padded features (zeros beyond the real K)
   int64_t num_blocks;      // row blocks
   const void* emb;         // (rows + padding, dim) acc_t, sorted and centred

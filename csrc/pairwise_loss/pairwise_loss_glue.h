@@ -11,7 +11,6 @@
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/isfinite.h>
-#include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/nonzero.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/zeros.h>
@@ -38,10 +37,6 @@ inline int parse_reduction(c10::string_view reduction, const char* op) {
   if (reduction == "sum") return kSum;
   TORCH_CHECK(false, op, ": reduction must be 'balanced', 'mean' or 'sum', got '",
               std::string(reduction), "'");
-}
-
-inline at::ScalarType acc_type(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
 inline void check_index_vector(const at::Tensor& t, const at::Tensor& embeddings, const char* op,
@@ -112,9 +107,10 @@ inline Prepared prepare(const at::Tensor& embeddings, const at::Tensor& labels,
   if (M > 0) {
     order = std::get<1>(at::sort(lab, /*stable=*/true, 0, false));
     if (groups.has_value()) {
-      grp = groups->index_select(0, valid).index_select(0, order);
-      order = order.index_select(0, std::get<1>(at::sort(grp, /*stable=*/true, 0, false)));
-      grp = groups->index_select(0, valid).index_select(0, order);
+      const auto by_group = at::sort(groups->index_select(0, valid).index_select(0, order),
+                                     /*stable=*/true, 0, false);
+      order = order.index_select(0, std::get<1>(by_group));
+      grp = std::get<0>(by_group);
     }
     lab = lab.index_select(0, order);
     out.perm = valid.index_select(0, order);
@@ -162,14 +158,13 @@ inline Prepared prepare(const at::Tensor& embeddings, const at::Tensor& labels,
     body.copy_(embeddings.index_select(0, out.perm));
     body.sub_(body.mean(0, /*keepdim=*/true));
   }
-  out.norms = at::linalg_vector_norm(out.emb, 2, 1).square_();
+  out.norms = out.emb.square().sum(1);
   return out;
 }
 
 inline Problem make_problem(const Prepared& prep, const RowBlock* blocks, double w_same,
                             double w_diff, double eps) {
   Problem p;
-  p.rows = prep.rows;
   p.dim = prep.dim;
   p.num_blocks = static_cast<int64_t>(prep.blocks.size());
   p.emb = prep.emb.data_ptr();

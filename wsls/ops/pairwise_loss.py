@@ -8,8 +8,6 @@ from torch import Tensor
 
 from . import _load  # noqa: F401  (registers the kernels)
 
-REDUCTIONS = ("balanced", "mean", "sum")
-
 
 @torch.library.register_fake("wsls::pairwise_affinity_loss")
 def _pairwise_affinity_loss_fake(embeddings, labels, groups=None, reduction="balanced", eps=1e-6):

@@ -241,12 +241,8 @@ def pair_losses(d2: Tensor, eps: float) -> tuple[Tensor, Tensor]:
 
 def _reduce_pairs(s_same, s_diff, n_same, n_diff, reduction: str) -> Tensor:
     """The reduction from the sums and numbers of ordered pairs of each kind."""
-    if reduction == "sum":
-        return s_same + s_diff
-    if reduction == "mean":
-        return (s_same + s_diff) / max(n_same + n_diff, 1)
-    kinds = max(int(n_same > 0) + int(n_diff > 0), 1)
-    return (s_same / max(n_same, 1) + s_diff / max(n_diff, 1)) / kinds
+    w_same, w_diff = pair_weights(n_same, n_diff, reduction)
+    return w_same * s_same + w_diff * s_diff
 
 
 def pairwise_affinity_loss(

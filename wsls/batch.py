@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wsls.data.errors import DataError
-
-_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr")
+from wsls.data.layouts import image_stem, is_image_path
 
 
 @dataclass(frozen=True)
@@ -26,27 +25,16 @@ class Job:
     brain: Path | None = None
 
 
-def _is_image(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(_IMAGE_SUFFIXES)
-
-
-def _stem(path: Path) -> str:
-    for suffix in _IMAGE_SUFFIXES:
-        if path.name.lower().endswith(suffix):
-            return path.name[: -len(suffix)]
-    return path.stem
-
-
 def _folder_jobs(folder: Path, modalities: Sequence[str], layout: str) -> list[Job]:
     from wsls.data.layouts import open_dataset
 
-    loose = sorted(p for p in folder.iterdir() if _is_image(p))
+    loose = sorted(p for p in folder.iterdir() if is_image_path(p))
     try:
         dataset = open_dataset(folder, layout, modalities)
     except DataError:
         if layout != "auto" or not loose:
             raise
-        return [Job(_stem(p), p) for p in loose]  # loose files: one case per (4D) file
+        return [Job(image_stem(p), p) for p in loose]  # loose files: one case per (4D) file
     return [Job(ref.id, tuple(ref.image_paths), ref.brain_path) for ref in dataset]
 
 
@@ -69,8 +57,8 @@ def find_jobs(
             raise DataError(path, "input file or folder not found")
         if path.is_dir():
             jobs.extend(_folder_jobs(path, modalities, layout))
-        elif _is_image(path):
-            jobs.append(Job(_stem(path), path))
+        elif is_image_path(path):
+            jobs.append(Job(image_stem(path), path))
         else:
             raise DataError(path, "not a NIfTI/NRRD image (.nii, .nii.gz, .nrrd) or a folder")
     seen: dict[str, int] = {}

@@ -19,6 +19,7 @@ import torch
 
 from wsls.data.case import Case
 from wsls.data.errors import DataError
+from wsls.data.layouts import image_stem
 from wsls.data.modalities import normalise_modalities
 from wsls.data.nifti import Volume, load_mask, load_volume
 
@@ -188,7 +189,7 @@ def to_case(
             volume = _from_paths(ref.image_paths, expected)
             brain_path, default_id = ref.brain_path, ref.id
         else:
-            volume, default_id = _from_paths([path], expected), _file_stem(path)
+            volume, default_id = _from_paths([path], expected), image_stem(path)
     elif isinstance(image, Mapping):
         given = {normalise_modalities([str(k)])[0]: v for k, v in image.items()}
         missing = [m for m in expected if m not in given]
@@ -217,8 +218,8 @@ def _files_id(paths: Sequence[Path]) -> str:
     """A case name for per-modality files: their common name prefix ('BraTS20_001_flair',
     'BraTS20_001_t1ce' -> 'BraTS20_001'), else their folder's name."""
     if len(paths) == 1:
-        return _file_stem(paths[0])
-    stems = [_file_stem(p) for p in paths]
+        return image_stem(paths[0])
+    stems = [image_stem(p) for p in paths]
     prefix = os.path.commonprefix(stems).rstrip("_-. ")
     if len(prefix) >= 3:
         return prefix
@@ -235,11 +236,3 @@ def subset_case(case: Case, modalities: Sequence[str]) -> Case:
         return case
     image = np.stack([case.channel(m) for m in modalities])
     return replace(case, image=image, modalities=modalities)
-
-
-def _file_stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem

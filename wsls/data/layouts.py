@@ -37,6 +37,17 @@ def _stem(name: str) -> str:
     return name
 
 
+def image_stem(path: Path) -> str:
+    """A file's name without its image suffix (.nii.gz, .nii, .nrrd, .nhdr; else its last)."""
+    stem = _stem(path.name)
+    return path.stem if stem == path.name else stem
+
+
+def is_image_path(path: Path) -> bool:
+    """An existing, not hidden file with an image suffix."""
+    return path.is_file() and _is_image_file(path.name)
+
+
 def _name_tokens(stem: str) -> list[str]:
     """Candidate role names in a file stem: the stem, its suffixes, then its prefixes.
 

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsls.figure import FigureSlice, lesion_slice, render_figure
+from wsls.figure import FigureSlice, render_figure
 from wsls.inputs import subset_case
 from wsls.metrics import dice, dice_curve
 from wsls.metrics import evaluate as case_metrics
 from wsls.tables import markdown, summary_rows, write_csv
+from wsls.viz import default_slice
 
 LOCALISATION, SEGMENTATION = "localisation", "segmentation"
 CAM_GMP, CAM_GAP, ACAM = "CAM(GMP)", "CAM(GAP)", "ACAM"
@@ -388,7 +389,7 @@ def evaluate(
             rows.append(row)
         lesion = int(truth.sum())
         if cfg.figure and (figure is None or lesion > figure[0]):
-            k = lesion_slice(truth, brain)
+            k = default_slice(truth, brain[None])
             figure = (
                 lesion,
                 FigureSlice(

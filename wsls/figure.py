@@ -65,14 +65,6 @@ class FigureSlice:
         )
 
 
-def lesion_slice(truth: np.ndarray, brain: np.ndarray) -> int:
-    """The axial index with the most lesion voxels (the brain's middle slice without lesion)."""
-    if truth.any():
-        return int(np.argmax(truth.sum(axis=(0, 1))))
-    slices = np.flatnonzero(brain.any(axis=(0, 1)))
-    return int(slices[len(slices) // 2]) if slices.size else truth.shape[2] // 2
-
-
 def heat_colours(values: np.ndarray) -> np.ndarray:
     """(...) values in [0, 1] -> (..., 3) float RGB in [0, 1] ('hot': black, red, yellow, white)."""
     t = np.clip(values, 0.0, 1.0)[..., None]

@@ -24,18 +24,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wsls.data import (  # noqa: E402
-    PatchConfig,
-    PreprocessConfig,
-    ThresholdBaseline,
-    VolumeCache,
-    build_patch_loader,
-    make_phantom,
-    open_dataset,
-    preprocess,
-    write_phantom_dataset,
-)
+from wsls.baselines.threshold import ThresholdBaseline  # noqa: E402
+from wsls.data.cache import VolumeCache  # noqa: E402
+from wsls.data.loader import build_patch_loader  # noqa: E402
+from wsls.data.patches import PatchConfig  # noqa: E402
+from wsls.data.preprocess import PreprocessConfig, preprocess  # noqa: E402
+from wsls.io.layouts import open_dataset  # noqa: E402
 from wsls.metrics import dice  # noqa: E402
+from wsls.phantom.generate import make_phantom, write_phantom_dataset  # noqa: E402
 from wsls.viz import save_case_slices  # noqa: E402
 
 

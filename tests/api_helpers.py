@@ -49,7 +49,7 @@ def run_cli(
 def tiny_run(root: str) -> Path:
     """Write 4 small phantoms (one lesion-free) and train the tiny bundle with every baseline
     through ``wsls train``; returns the run folder (bundle in run/bundle)."""
-    from wsls.data.phantom import write_phantom_dataset
+    from wsls.phantom.generate import write_phantom_dataset
 
     base = Path(root)
     data = base / "data"

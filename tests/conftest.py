@@ -32,7 +32,7 @@ def data_shared() -> Path:
 @pytest.fixture(scope="session")
 def data_small_phantoms():
     """Three small phantoms (64x64x48): tumour, ms, lesion-free."""
-    from wsls.data.phantom import make_phantom
+    from wsls.phantom.generate import make_phantom
 
     return [
         make_phantom((64, 64, 48), seed=11, lesions="tumour"),

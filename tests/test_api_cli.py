@@ -122,7 +122,9 @@ def test_evaluate_with_train_data(api_run, tmp_path, api_cli):
 
 def test_training_record(api_run):
     record = json.loads((api_run / "training.json").read_text())
-    assert record["layout"] == "BraTS" and len(record["cases"]) == 4
+    [source] = record["sources"]
+    assert source["layout"] == "BraTS" and len(record["cases"]) == 4
+    assert source["cases"] == record["cases"]
     assert record["modalities"] == ["flair", "t1c"]
 
 

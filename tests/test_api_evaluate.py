@@ -9,8 +9,7 @@ import pytest
 
 import wsls
 from wsls.crossval import split_folds
-from wsls.data import open_dataset
-from wsls.evaluate import (
+from wsls.evaluation.evaluate import (
     ACAM,
     CAM_GAP,
     CAM_GMP,
@@ -23,7 +22,8 @@ from wsls.evaluate import (
     EvalConfig,
     Evaluation,
 )
-from wsls.tables import markdown, summary_rows
+from wsls.evaluation.tables import markdown, summary_rows
+from wsls.io.layouts import open_dataset
 
 pytest_plugins = ("api_helpers",)  # api_run, api_one_thread
 
@@ -68,7 +68,7 @@ def test_tables_have_every_method_and_the_baseline(api_evaluation):
 
 def test_thresholds_are_tuned_on_training_cases_only(api_evaluation):
     evaluation, _, _ = api_evaluation
-    for name in (CAM_GMP, CAM_GAP, ACAM, WS_UNET, BASELINE, BASELINE_LCC):
+    for name in (CAM_GMP, CAM_GAP, ACAM, WS_UNET_TUNED, BASELINE, BASELINE_LCC):
         assert name in evaluation.thresholds
     rows = [r for r in evaluation.per_case if r["method"] == ACAM]
     assert {r["threshold"] for r in rows} == {evaluation.thresholds[ACAM]}

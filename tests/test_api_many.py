@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import wsls
-from wsls.batch import find_jobs, shard
-from wsls.data import DataError
+from wsls.batch import find_jobs
+from wsls.errors import DataError
 
 pytest_plugins = ("api_helpers",)  # api_run, api_one_thread
 
@@ -87,17 +87,6 @@ def test_sharding_splits_cases_across_ranks(api_run, api_models, tmp_path, monke
     assert sorted(p.name for p in (tmp_path / "out").glob("*_lesion.nii.gz")) == [
         f"{i}_lesion.nii.gz" for i in IDS
     ]
-
-
-def test_shard_environment(monkeypatch):
-    monkeypatch.delenv("RANK", raising=False)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert shard() == (0, 1, 0)
-    monkeypatch.setenv("RANK", "4")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ValueError, match="RANK=4, WORLD_SIZE=2"):
-        shard()
 
 
 def test_a_bad_case_is_skipped_not_fatal(api_run, api_models, tmp_path, api_one_thread):

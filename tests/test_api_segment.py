@@ -8,7 +8,7 @@ import torch
 
 import wsls
 from wsls.bundle import BundleError
-from wsls.data import DataError
+from wsls.errors import DataError
 
 pytest_plugins = ("api_helpers",)  # api_run, api_one_thread
 
@@ -53,8 +53,8 @@ def test_lazy_import_is_cheap():
 
 def test_public_names():
     assert callable(wsls.segment) and callable(wsls.segment_many) and callable(wsls.load)
-    assert callable(wsls.train) and callable(wsls.evaluate)
-    assert hasattr(wsls.train, "fit")  # still the training subpackage
+    assert callable(wsls.train) and callable(wsls.evaluate) and not callable(wsls.training)
+    assert hasattr(wsls.training, "fit")  # still the training subpackage
     assert wsls.Segmentation.__name__ == "Segmentation"
 
 

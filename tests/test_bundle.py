@@ -202,7 +202,7 @@ def test_failed_save_keeps_previous_bundle(bundle_dir, trained, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(bundle_module, "_write_synced", boom)
+    monkeypatch.setattr(bundle_module, "write_durable", boom)
     with pytest.raises(OSError):
         save_bundle(bundle_dir, trained, SPECS, {**CONFIG, "patch_size": [16, 16, 16]})
     assert (bundle_dir / "config.json").read_text() == before

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsls.data import Case, ThresholdBaseline, Volume, largest_component
+from wsls.baselines.threshold import ThresholdBaseline
+from wsls.io.case import Case
+from wsls.io.nifti import Volume
 from wsls.metrics import dice
+from wsls.morphology import largest_component
 
 
 def _case(seed: int, lesion_value: float = 4.0, with_blob: bool = False) -> Case:
@@ -60,7 +63,7 @@ def test_largest_component_helper():
 
 
 def test_phantom_baseline_is_below_0_8(data_small_phantoms):
-    from wsls.data import make_phantom
+    from wsls.phantom.generate import make_phantom
 
     train = [make_phantom((64, 64, 48), seed=s, lesions="tumour").to_case() for s in range(30, 34)]
     test = [make_phantom((64, 64, 48), seed=s, lesions="tumour").to_case() for s in range(40, 44)]

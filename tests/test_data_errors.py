@@ -7,7 +7,9 @@ import gzip
 import numpy as np
 import pytest
 
-from wsls.data import BratsLayout, CsvManifest, DataError, load_mask, load_volume, open_dataset
+from wsls.errors import DataError
+from wsls.io.layouts import BratsLayout, CsvManifest, open_dataset
+from wsls.io.nifti import load_mask, load_volume
 
 AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsls.data import (
-    BRATS_TUMOUR_CORE,
+from wsls.io.case import BRATS_TUMOUR_CORE
+from wsls.io.layouts import (
     BratsLayout,
     CsvManifest,
     IslesLayout,
@@ -144,7 +144,7 @@ def test_csv_manifest(tmp_path, data_write_nifti):
 
 
 def test_unknown_layout_name(tmp_path):
-    from wsls.data import DataError
+    from wsls.errors import DataError
 
     with pytest.raises(DataError, match="unknown layout"):
         open_dataset(tmp_path, layout="nifty")

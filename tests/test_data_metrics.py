@@ -41,6 +41,18 @@ def test_hd95_known_shift():
     assert hd95(a, a) == 0.0
 
 
+def test_hd95_is_the_larger_directed_percentile():
+    truth = np.zeros((20, 20, 20), bool)
+    truth[5, 5, 5] = True
+    pred = truth.copy()
+    pred[5, 5, 15] = True  # a far stray voxel
+    # pred -> truth: distances {0, 10}, 95th percentile 9.5; truth -> pred: {0}.
+    # (Pooling both directions, {0, 0, 10}, would give 9.0.)
+    assert hd95(pred, truth) == pytest.approx(9.5)
+    assert hd95(truth, pred) == pytest.approx(9.5)
+    assert hd95(pred, truth, spacing=(1.0, 1.0, 2.0)) == pytest.approx(19.0)
+
+
 def test_evaluate_and_summarise():
     a = np.zeros((10, 10, 10), bool)
     a[2:5, 2:5, 2:5] = True

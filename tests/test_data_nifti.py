@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from wsls.data import Volume, load_mask, load_volume, save_like
+from wsls.io.nifti import Volume, load_mask, load_volume, save_like
 
 AFFINES = {
     "RAS": np.diag([1.0, 1.0, 1.0, 1.0]),

@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from wsls.data import (
-    PatchConfig,
-    PatchDataset,
-    PatchSampler,
-    PreprocessConfig,
-    build_patch_loader,
-    patch_positions,
-    preprocess,
-)
+from wsls.data.loader import build_patch_loader
+from wsls.data.patches import PatchConfig, PatchDataset, PatchSampler, patch_positions
+from wsls.data.preprocess import PreprocessConfig, preprocess
 
 
 class _Prepared:
@@ -177,7 +171,9 @@ def test_loader_with_workers_resumes(data_small_phantoms, tmp_path):
 
 
 def test_loader_disk_cache(tmp_path, data_write_nifti):
-    from wsls.data import VolumeCache, open_dataset, write_phantom_dataset
+    from wsls.data.cache import VolumeCache
+    from wsls.io.layouts import open_dataset
+    from wsls.phantom.generate import write_phantom_dataset
 
     write_phantom_dataset(
         tmp_path / "ds",

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsls.data import BratsLayout, make_phantom, open_dataset, write_phantom_dataset
-from wsls.data.phantom import LABEL_EDEMA, LABEL_MS, LABEL_STROKE, MODALITIES
+from wsls.io.layouts import BratsLayout, open_dataset
+from wsls.phantom.generate import (
+    LABEL_EDEMA,
+    LABEL_MS,
+    LABEL_STROKE,
+    MODALITIES,
+    make_phantom,
+    write_phantom_dataset,
+)
 
 
 def test_deterministic_by_seed():

@@ -5,16 +5,15 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from wsls.data import (
-    Case,
+from wsls.data.preprocess import (
     PreprocessConfig,
-    Volume,
     bounding_box,
     brain_mask,
-    load_volume,
     preprocess,
     zscore_in_brain,
 )
+from wsls.io.case import Case
+from wsls.io.nifti import Volume, load_volume
 from wsls.metrics import dice
 
 

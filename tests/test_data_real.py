@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsls.data import PatchConfig, PatchSampler, PreprocessConfig, open_dataset, preprocess
+from wsls.data.patches import PatchConfig, PatchSampler
+from wsls.data.preprocess import PreprocessConfig, preprocess
+from wsls.io.layouts import open_dataset
 
 BRATS_LESION_VOXELS = {
     "brats_2013_pat0003_1": 173_928,
@@ -44,7 +46,7 @@ def test_ms_cases(data_shared):
 
 
 def test_derived_brain_mask_matches_given(data_brats_cases):
-    from wsls.data import brain_mask
+    from wsls.data.preprocess import brain_mask
     from wsls.metrics import dice
 
     case = data_brats_cases[1]

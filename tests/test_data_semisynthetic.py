@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wsls.data import make_phantom
-from wsls.data.phantom import LABEL_MS, LABEL_STROKE
-from wsls.data.semisynthetic import lesion_mask_files, paste_lesion
+from wsls.phantom.generate import LABEL_MS, LABEL_STROKE, make_phantom
+from wsls.phantom.semisynthetic import lesion_mask_files, paste_lesion
 
 
 def test_paste_real_masks(data_shared):

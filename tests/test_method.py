@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from wsls.infer.regions import RegionConfig, segment_regions
-from wsls.infer.seeds import spread_seeds
+from wsls.method.confident import ConfidentConfig, precision, select_confident, supported_lesion
+from wsls.method.config import StageSchedule, WSLSConfig
+from wsls.method.intensity import EMConfig, lesion_posterior
+from wsls.method.regions import RegionConfig, segment_regions
+from wsls.method.seeds import spread_seeds
+from wsls.method.segment import postprocess
 from wsls.metrics import dice
-from wsls.pipeline.config import StageSchedule, WSLSConfig
-from wsls.pipeline.run import postprocess
-from wsls.train.confident import ConfidentConfig, precision, select_confident, supported_lesion
-from wsls.train.intensity_em import EMConfig, lesion_posterior
 
 
 def ball(shape, centre, radius):
@@ -116,7 +116,7 @@ def test_config_round_trip():
 
 
 def test_otsu_threshold_splits_two_modes():
-    from wsls.pipeline.train import otsu_threshold
+    from wsls.training.pipeline import otsu_threshold
 
     rng = np.random.default_rng(0)
     low, high = rng.normal(0.1, 0.02, 5000), rng.normal(0.7, 0.05, 500)
@@ -130,7 +130,7 @@ def test_support_refinement_grows_the_prior_over_the_whole_lesion():
     takes the whole lesion, and a look-alike blob the map never hits stays out."""
     from dataclasses import replace
 
-    from wsls.pipeline.run import intensity_posterior
+    from wsls.method.segment import intensity_posterior
 
     rng = np.random.default_rng(0)
     shape = (40, 40, 32)

@@ -73,7 +73,7 @@ def test_unet_and_appearance_any_size():
 
 
 def test_embed_volume_inside_the_brain_only():
-    from wsls.train.embedding import embed_volume
+    from wsls.method.embedding import embed_volume
 
     torch.manual_seed(0)
     app = AppearanceEmbedding(AppearanceSpec(2, 5, sigmas=(0.0, 1.0)))

@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from wsls.data import PatchConfig, PreprocessConfig, make_phantom, preprocess
+from wsls.data.patches import PatchConfig
+from wsls.data.preprocess import PreprocessConfig, preprocess
+from wsls.method.config import StageSchedule, WSLSConfig
+from wsls.method.segment import segment_volume
+from wsls.method.trained import load_models, save_models
 from wsls.models import ClassifierSpec
-from wsls.pipeline.bundle_io import load_models, save_models
-from wsls.pipeline.config import StageSchedule, WSLSConfig
-from wsls.pipeline.run import segment_volume
-from wsls.pipeline.train import train_wsls
-from wsls.train import FitConfig, TrainingInterrupted, fit
-from wsls.train.classifier import ClassifierTask, ClassifierTrainConfig
+from wsls.phantom.generate import make_phantom
+from wsls.training import FitConfig, TrainingInterrupted, fit
+from wsls.training.classifier import ClassifierTask, ClassifierTrainConfig
+from wsls.training.pipeline import train_wsls
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ def test_torchrun_trains_every_stage(tmp_path):
     import sys
 
     from tests.api_helpers import ROOT, TINY_CONFIG
-    from wsls.data.phantom import write_phantom_dataset
+    from wsls.phantom.generate import write_phantom_dataset
 
     write_phantom_dataset(
         tmp_path / "data", 4, (64, 64, 48), seed=3, healthy_fraction=0.25, lesions="tumour"

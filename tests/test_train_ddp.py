@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from train_toy import ToyTask  # noqa: E402
 
-from wsls.train import FitConfig, fit, load_checkpoint, read_metrics  # noqa: E402
+from wsls.training import FitConfig, fit, load_checkpoint, read_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("train_toy.py")

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from train_toy import ToyTask  # noqa: E402
 
-from wsls.train import FitConfig, fit, load_checkpoint, move_to, read_metrics  # noqa: E402
+from wsls.training import FitConfig, fit, load_checkpoint, move_to, read_metrics  # noqa: E402
 
 CFG = FitConfig(epochs=3, seed=3, progress=False, device="cpu")
 
@@ -117,7 +117,7 @@ def test_run_directory_contents(tmp_path):
 
 def test_checkpoint_every(tmp_path, monkeypatch):
     written = []
-    import wsls.train.loop as loop
+    import wsls.training.saver as loop
 
     real = loop.save_checkpoint
 
@@ -187,7 +187,7 @@ def test_config_validation(field, value, match):
 def test_cuda_device_without_cuda(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available")
-    with pytest.raises(ValueError, match="CUDA is not available"):
+    with pytest.raises(ValueError, match="sees no CUDA device"):
         fit(ToyTask(), tmp_path, FitConfig(**{**CFG.__dict__, "device": "cuda"}))
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wsls.training.task import Task
+
 
 @dataclass
 class ToyConfig:
@@ -66,7 +68,7 @@ class _Batches:
         task.state = {"epoch": epoch + 1, "position": 0}
 
 
-class ToyTask:
+class ToyTask(Task):
     name = "toy"
 
     def __init__(self, cfg: ToyConfig | None = None, **overrides) -> None:
@@ -142,7 +144,7 @@ class ToyTask:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wsls.train import FitConfig, TrainingInterrupted, fit
+    from wsls.training import FitConfig, TrainingInterrupted, fit
 
     p = argparse.ArgumentParser()
     p.add_argument("run_dir", type=Path)

@@ -4,15 +4,16 @@ bar; under ``torchrun`` the cases are sharded across the ranks (rank r takes cas
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsls.data.errors import DataError
-from wsls.data.layouts import image_stem, is_image_path
+from wsls.errors import DataError, UserError
+from wsls.io.csvfile import write_csv
+from wsls.io.layouts import image_stem, is_image_path
+from wsls.runtime import placement, resolve_device
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Job:
 
 
 def _folder_jobs(folder: Path, modalities: Sequence[str], layout: str) -> list[Job]:
-    from wsls.data.layouts import open_dataset
+    from wsls.io.layouts import open_dataset
 
     loose = sorted(p for p in folder.iterdir() if is_image_path(p))
     try:
@@ -70,27 +71,6 @@ def find_jobs(
     return unique
 
 
-def shard() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment ((0, 1, 0) without it)."""
-    try:
-        rank = int(os.environ.get("RANK", "0"))
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    except ValueError as err:
-        raise ValueError(f"bad torchrun environment (RANK/WORLD_SIZE): {err}") from None
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
-    return rank, world, local
-
-
-def _default_device(world: int, local_rank: int) -> str | None:
-    import torch
-
-    if world > 1 and torch.cuda.is_available():
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return None
-
-
 def segment_many(
     inputs: str | Path | Sequence[str | Path],
     model: Any,
@@ -123,13 +103,12 @@ def segment_many(
     from tqdm.auto import tqdm
 
     from wsls.api import resolve_model, segment
-    from wsls.device import resolve_device
 
     if on_error not in ("skip", "raise"):
-        raise ValueError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
-    rank, world, local = shard()
-    device = device or _default_device(world, local)
-    models = resolve_model(model, resolve_device(device))
+        raise UserError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
+    rank, world, local = placement()
+    device = resolve_device(device, "auto" if world > 1 else "cpu", local)
+    models = resolve_model(model, device)
     jobs = find_jobs(inputs, models.config.modalities, layout)
     mine = jobs[rank::world]
     out = Path(out_dir)
@@ -162,7 +141,5 @@ def segment_many(
         seconds = time.perf_counter() - start
         rows.append({**seg.summary(), "output": str(target), "seconds": round(seconds, 2)})
     name = "summary.csv" if world == 1 else f"summary_rank{rank}.csv"
-    from wsls.tables import write_csv
-
     write_csv(out / name, rows, empty_columns=("case",))
     return rows

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +24,14 @@ from typing import Any
 import torch
 
 import wsls
+from wsls.errors import BundleError
+from wsls.io.atomic import atomic_folder, write_durable
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "load_bundle", "save_bundle"]
 
 BUNDLE_FORMAT = 1
 CONFIG_FILE = "config.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be written or used (one-line message)."""
 
 
 @dataclass
@@ -81,13 +76,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _is_bundle(path: Path) -> bool:
@@ -138,9 +126,7 @@ def save_bundle(
         raise BundleError(f"{path} exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not _is_bundle(path):
         raise BundleError(f"refusing to replace {path}: it is not empty and not a wsls bundle")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         weights: dict[str, dict[str, str]] = {}
         for name, model in models.items():
             tensors = {
@@ -149,7 +135,7 @@ def save_bundle(
             }
             file = f"{name}.safetensors"
             meta = {"format": "pt", "wsls_model": name, "wsls_version": wsls.__version__}
-            _write_synced(tmp / file, save(tensors, metadata=meta))
+            write_durable(tmp / file, save(tensors, metadata=meta))
             weights[name] = {"file": file, "sha256": _sha256(tmp / file)}
         doc = {
             "format": BUNDLE_FORMAT,
@@ -159,29 +145,8 @@ def save_bundle(
             "models": {k: dict(v) for k, v in model_specs.items()},
             "weights": weights,
         }
-        _write_synced(tmp / CONFIG_FILE, _json_text(doc, "document").encode("utf-8"))
-        os.chmod(tmp, 0o755)
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_durable(tmp / CONFIG_FILE, _json_text(doc, "document").encode("utf-8"))
     return path
-
-
-def _swap_into_place(tmp: Path, path: Path) -> None:
-    """Rename ``tmp`` to ``path``; an existing ``path`` is moved aside first, removed after."""
-    if not path.exists():
-        os.replace(tmp, path)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-    old.rmdir()
-    os.replace(path, old)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(old, path)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_document(path: Path) -> dict[str, Any]:
@@ -217,7 +182,7 @@ def _read_document(path: Path) -> dict[str, Any]:
 def _check_modalities(config: Mapping[str, Any], provided: Iterable[str] | None) -> None:
     if provided is None:
         return
-    from wsls.data.modalities import normalise_modalities
+    from wsls.io.modalities import normalise_modalities
 
     needed = normalise_modalities(list(config.get("modalities") or ()))
     if not needed:
@@ -272,7 +237,7 @@ def load_bundle(
         BundleError: missing folder or files, another format or wsls major.minor version,
             missing modalities, corrupt weights, weights that do not fit their spec.
     """
-    from wsls.train.checkpoint import state_dict_mismatches
+    from wsls.models.state import state_dict_mismatches
 
     path = Path(path)
     doc = _read_document(path)

@@ -1,7 +1,9 @@
 """The ``wsls`` command: demo, train, segment, evaluate, bench.
 
-User mistakes (missing files, bad layouts, bad bundles, bad settings) print one line to stderr
-and exit with status 1 (2 for bad command-line usage); ``--debug`` shows the traceback.
+User mistakes (:class:`wsls.errors.UserError`: bad data, bundles, settings, usage) and
+``OSError`` (missing files, a full disk) print one line to stderr and exit with status 1 (2 for
+bad command-line usage); ``--debug`` shows the traceback. Anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from wsls.errors import UserError
+
 BASELINE_NAMES = {
     "gap": "classifier_gap",
     "gmp": "classifier_gmp",
@@ -23,10 +27,6 @@ BASELINE_NAMES = {
     "s_unet": "s_unet",
 }
 LAYOUTS = ("auto", "brats", "ms", "isles", "csv")
-
-
-class UserError(Exception):
-    """A mistake on the command line or in the inputs: reported in one line."""
 
 
 def _err(message: str) -> None:
@@ -65,7 +65,7 @@ def _baselines(names: Sequence[str]) -> tuple[str, ...]:
 def _config(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from wsls.pipeline.config import StageSchedule, WSLSConfig
+    from wsls.method.config import StageSchedule, WSLSConfig
 
     config = WSLSConfig()
     if args.config:
@@ -79,7 +79,7 @@ def _config(args: argparse.Namespace) -> Any:
         data = data.get("method", data)  # a bundle's config.json works too
         config = WSLSConfig.from_dict(data)
     if args.modalities:
-        from wsls.data.modalities import normalise_modalities
+        from wsls.io.modalities import normalise_modalities
 
         config = replace(config, modalities=normalise_modalities(args.modalities))
     if args.epochs is not None or args.patches is not None:
@@ -97,10 +97,10 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import wsls
+    from wsls.training.run import train
 
     config = _config(args)
-    bundle = wsls.train(
+    bundle = train(
         args.data,
         args.out,
         config,
@@ -112,9 +112,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         cache=not args.no_cache,
     )
-    from wsls.batch import shard
+    from wsls.runtime import placement
 
-    if shard()[0] == 0:
+    if placement().rank == 0:
         print(f"model bundle: {bundle}")
     return 0
 
@@ -129,8 +129,8 @@ def _single_output(args: argparse.Namespace) -> bool:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from wsls.api import resolve_model, segment
-    from wsls.batch import segment_many, shard
-    from wsls.device import resolve_device
+    from wsls.batch import segment_many
+    from wsls.runtime import placement, resolve_device
 
     options = {"seeds": args.seeds, "threshold": args.threshold}
     options = {k: v for k, v in options.items() if v is not None}
@@ -162,7 +162,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     failed = [r for r in rows if "error" in r]
     done = [r for r in rows if "error" not in r]
-    rank, world, _ = shard()
+    rank, world, _ = placement()
     where = f"rank {rank}/{world}: " if world > 1 else ""
     print(f"{where}{len(done)} case(s) segmented into {args.output}, {len(failed)} failed")
     return 1 if failed else 0
@@ -179,20 +179,8 @@ def _acam_path(mask_path: Path) -> Path:
 # ---------------------------------------------------------------- evaluate
 
 
-def _training_record(model: str) -> dict | None:
-    from wsls.api import bundle_path
-
-    record = bundle_path(model).parent / "training.json"
-    if not record.exists():
-        return None
-    try:
-        return json.loads(record.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _eval_config(args: argparse.Namespace):
-    from wsls.evaluate import EvalConfig
+    from wsls.evaluation.evaluate import EvalConfig
 
     return EvalConfig(
         baseline_modality=args.baseline_modality,
@@ -203,56 +191,33 @@ def _eval_config(args: argparse.Namespace):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from wsls.api import resolve_model
-    from wsls.data.layouts import open_dataset
-    from wsls.data.modalities import normalise_modalities
-    from wsls.evaluate import evaluate
+    from wsls.evaluation.evaluate import evaluate
 
     if args.folds is not None and args.train_data:
         raise UserError("give either --train-data or --folds, not both")
-    models = resolve_model(args.model)
-    modalities = tuple(models.config.modalities)
-    base = normalise_modalities([args.baseline_modality])[0]
-    needed = modalities + ((base,) if base not in modalities else ())
-    cases = list(open_dataset(args.data, args.layout, needed))
-    out = Path(args.out)
     if args.folds is not None:
-        from wsls.crossval import cross_validate
+        from wsls.crossval import cross_validate_datasets
 
-        result = cross_validate(
-            cases,
-            models.config,
+        result = cross_validate_datasets(
+            args.model,
+            args.data,
             args.folds,
-            out,
-            baselines=tuple(models.baselines),
+            args.out,
+            layout=args.layout,
             eval_config=_eval_config(args),
             resume=args.resume,
             device=args.device,
             progress=not args.no_progress,
         )
     else:
-        if args.train_data:
-            train_cases = list(open_dataset(args.train_data, args.layout, needed))
-        else:
-            record = _training_record(args.model)
-            if not record or not record.get("data"):
-                raise UserError(
-                    "thresholds are tuned on the training cases: give --train-data DATA (the "
-                    "cases the model was trained on) or --folds K to cross-validate"
-                )
-            wanted = set(record.get("cases", []))
-            train_cases = [
-                c for c in open_dataset(record["data"], "auto", needed) if c.id in wanted
-            ]
-        train_ids = {c.id for c in train_cases}
-        test_cases = [c for c in cases if c.id not in train_ids]
-        if len(test_cases) < len(cases):
-            print(
-                f"[wsls] {len(cases) - len(test_cases)} training case(s) left out of the test set"
-            )
-        if not test_cases:
-            raise UserError(f"{args.data}: every case was used for training: nothing to test on")
-        result = evaluate(models, test_cases, train_cases, config=_eval_config(args), out_dir=out)
+        result = evaluate(
+            args.model,
+            args.data,
+            args.train_data,
+            config=_eval_config(args),
+            layout=args.layout,
+            out_dir=args.out,
+        )
     print()
     print(result.markdown())
     for name, path in result.files.items():
@@ -372,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = add("train", "train the method (and baselines) on a dataset")
-    p.add_argument("data", help="dataset folder or CSV manifest")
+    p.add_argument("data", nargs="+", help="dataset folders or CSV manifests (each its own layout)")
     p.add_argument("--out", required=True, help="run folder (the bundle goes to OUT/bundle)")
     p.add_argument("--layout", default="auto", choices=LAYOUTS, help="dataset layout")
     p.add_argument("--modalities", nargs="+", help="channels in order (default: flair t1c)")
@@ -419,8 +384,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", "tables 1 and 2 and the figure on labelled cases")
     p.add_argument("model", help="model bundle (or run folder); with --folds only its config")
-    p.add_argument("data", help="labelled dataset folder or CSV manifest (the test cases)")
-    p.add_argument("--train-data", help="the training cases (thresholds are tuned on them)")
+    p.add_argument("data", nargs="+", help="labelled dataset folders or CSV manifests (test cases)")
+    p.add_argument(
+        "--train-data",
+        nargs="+",
+        help="the training cases (thresholds are tuned on them; default: the run's record)",
+    )
     p.add_argument("--folds", type=int, help="cross-validate instead: retrain on K-1 folds")
     p.add_argument("--out", default="evaluation", help="output folder (default: ./evaluation)")
     p.add_argument("--layout", default="auto", choices=LAYOUTS, help="dataset layout")
@@ -443,13 +412,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from wsls.bundle import BundleError
-    from wsls.data.errors import DataError
-
-    return (UserError, DataError, BundleError, ValueError, FileNotFoundError, PermissionError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsls`` command; returns the exit status."""
     # OpenMP threads that spin while they wait cost 3-25x on a shared or oversubscribed CPU
@@ -466,8 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
-    except Exception as err:  # noqa: BLE001 - user mistakes are one line; the rest re-raised
-        if args.debug or not isinstance(err, _user_errors()):
+    except (UserError, OSError) as err:  # user mistakes are one line; anything else a traceback
+        if args.debug:
             raise
         message = " ".join(str(err).split()) or type(err).__name__
         _err(f"{message} (--debug shows the traceback)")

@@ -10,16 +10,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from wsls.evaluate import EvalConfig, Evaluation, evaluate
+from wsls.errors import UserError
+from wsls.evaluation.evaluate import EvalConfig, Evaluation, evaluate
 
 
 def split_folds(cases: Sequence[Any], folds: int) -> list[list[Any]]:
     """Round-robin folds (case i goes to fold i mod k) over the cases in their given order."""
     if folds < 2:
-        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+        raise UserError(f"cross-validation needs at least 2 folds, got {folds}")
     k = min(folds, len(cases))
     if k < 2:
-        raise ValueError(f"cross-validation needs at least 2 cases, got {len(cases)}")
+        raise UserError(f"cross-validation needs at least 2 cases, got {len(cases)}")
     return [list(cases[i::k]) for i in range(k)]
 
 
@@ -45,7 +46,7 @@ def cross_validate(
             pooled tables and figure at the top.
         resume: reuse a fold's bundle when it exists (and resume interrupted training).
     """
-    from wsls.api import train
+    from wsls.training.run import train
 
     out = Path(out_dir)
     rows: list[dict[str, Any]] = []
@@ -83,3 +84,40 @@ def cross_validate(
     pooled = Evaluation(rows, thresholds, figure, notes=notes)
     pooled.write(out)
     return pooled
+
+
+def cross_validate_datasets(
+    model: Any,
+    data: Any,
+    folds: int,
+    out_dir: str | Path,
+    *,
+    layout: str = "auto",
+    eval_config: EvalConfig | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Cross-validate the configuration (and baselines) of a trained ``model`` on the labelled
+    cases of ``data`` (dataset folders), as ``wsls evaluate --folds`` does."""
+    from wsls.io.layouts import open_datasets
+    from wsls.io.modalities import normalise_modalities
+    from wsls.method.trained import TrainedModels, bundle_path, load_models
+
+    models = model if isinstance(model, TrainedModels) else load_models(bundle_path(model))
+    cfg = eval_config or EvalConfig()
+    modalities = tuple(models.config.modalities)
+    base = normalise_modalities([cfg.baseline_modality])[0]
+    needed = modalities + ((base,) if base not in modalities else ())
+    cases = open_datasets(data, layout, needed)[0]
+    return cross_validate(
+        cases,
+        models.config,
+        folds,
+        out_dir,
+        baselines=tuple(models.baselines),
+        eval_config=cfg,
+        resume=resume,
+        device=device,
+        progress=progress,
+    )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsls.pipeline.config import StageSchedule, WSLSConfig
+from wsls.method.config import StageSchedule, WSLSConfig
 
 ALL_BASELINES = ("classifier_gap", "classifier_gmp", "ws_unet", "s_unet")
 
@@ -72,7 +72,7 @@ def demo_config(plan: DemoPlan) -> WSLSConfig:
     U-Nets, brief schedules."""
     from wsls.data.patches import PatchConfig
     from wsls.data.preprocess import PreprocessConfig
-    from wsls.train.segmenter import SegmenterTrainConfig
+    from wsls.training.segmenter import SegmenterTrainConfig
 
     return WSLSConfig(
         modalities=("flair", "t1c"),
@@ -106,9 +106,7 @@ def run_demo(
         quick: a smaller, shorter run (about 3 minutes on 2 CPU cores instead of 5).
     """
     import wsls
-    from wsls.data.layouts import open_dataset
-    from wsls.data.phantom import write_phantom_dataset
-    from wsls.evaluate import (
+    from wsls.evaluation.evaluate import (
         ACAM,
         CAM_GAP,
         CAM_GMP,
@@ -119,6 +117,8 @@ def run_demo(
         EvalConfig,
         evaluate,
     )
+    from wsls.io.layouts import open_dataset
+    from wsls.phantom.generate import write_phantom_dataset
 
     plan = QUICK if quick else FULL
     out = Path(out_dir)

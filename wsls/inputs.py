@@ -1,10 +1,10 @@
-"""What a user hands to :func:`wsls.segment`, turned into a :class:`~wsls.data.Case`.
+"""What a user hands to :func:`wsls.segment`, turned into a :class:`~wsls.io.case.Case`.
 
 Accepted images: a NIfTI (or NRRD) path, a case folder, a list of per-modality paths (in the
 model's modality order), a mapping modality -> path, a numpy array or torch tensor (C, H, W, D)
 (or (H, W, D) for a one-modality model) with an optional affine, or any DLPack array (CuPy)
 taken over zero-copy by ``torch.from_dlpack``. Every problem is a one-line
-:class:`~wsls.data.DataError`.
+:class:`~wsls.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsls.data.case import Case
-from wsls.data.errors import DataError
-from wsls.data.layouts import image_stem
-from wsls.data.modalities import normalise_modalities
-from wsls.data.nifti import Volume, load_mask, load_volume
+from wsls.errors import DataError
+from wsls.io.case import Case
+from wsls.io.layouts import image_stem
+from wsls.io.modalities import normalise_modalities
+from wsls.io.nifti import Volume, load_mask, load_volume
 
 PathLike = str | Path
 
@@ -82,7 +82,7 @@ def _from_paths(paths: Sequence[PathLike], expected: tuple[str, ...]) -> Volume:
 
 def _from_folder(folder: Path, expected: tuple[str, ...]):
     """A case folder (BraTS, MS... naming): its images in the model's order, and its brain mask."""
-    from wsls.data.layouts import open_dataset
+    from wsls.io.layouts import open_dataset
 
     dataset = open_dataset(folder, "auto", expected)
     if len(dataset) != 1:
@@ -179,7 +179,7 @@ def to_case(
     expected = normalise_modalities(list(modalities))
     brain_path = None
     if isinstance(image, Case):
-        return subset_case(image, expected)
+        return image.subset(expected)
     if isinstance(image, str | Path):
         path = Path(image)
         if not path.exists():
@@ -225,14 +225,3 @@ def _files_id(paths: Sequence[Path]) -> str:
         return prefix
     parent = paths[0].resolve().parent.name
     return parent or stems[0]
-
-
-def subset_case(case: Case, modalities: Sequence[str]) -> Case:
-    """``case`` with only ``modalities`` as channels, in that order (DataError if one lacks)."""
-    from dataclasses import replace
-
-    modalities = tuple(modalities)
-    if tuple(case.modalities) == modalities:
-        return case
-    image = np.stack([case.channel(m) for m in modalities])
-    return replace(case, image=image, modalities=modalities)

@@ -71,7 +71,8 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 
 
 def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> float:
-    """95th percentile of the symmetric surface distances, in mm (both directions pooled).
+    """95 % Hausdorff distance in mm: the larger of the two directed 95th percentiles of the
+    distances from one mask's surface voxels to the other's (as BraTS and MONAI report it).
 
     Args:
         pred, truth: (H, W, D) bool.
@@ -94,8 +95,7 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1
     sp, st = _surface(p), _surface(t)
     dist_to_t = ndi.distance_transform_edt(~st, sampling=spacing)
     dist_to_p = ndi.distance_transform_edt(~sp, sampling=spacing)
-    distances = np.concatenate([dist_to_t[sp], dist_to_p[st]])
-    return float(np.percentile(distances, 95))
+    return float(max(np.percentile(dist_to_t[sp], 95), np.percentile(dist_to_p[st], 95)))
 
 
 def evaluate(
@@ -150,3 +150,17 @@ def summarise(per_case: Iterable[Mapping[str, float]]) -> dict[str, Summary]:
             sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
             out[key] = Summary(float(v.mean()), sd, int(v.size))
     return out
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (the Mann-Whitney U
+    statistic over n_pos * n_neg; ties count one half); NaN when one class is absent."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

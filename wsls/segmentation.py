@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from wsls.data.nifti import Geometry, save_like
 from wsls.data.preprocess import Prepared
+from wsls.io.nifti import Geometry, save_like
 
 
 @dataclass

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from wsls.data.case import Case, CaseRef
-from wsls.data.nifti import Geometry
 from wsls.data.preprocess import CropBox, Prepared, PreprocessConfig, preprocess
+from wsls.io.case import Case, CaseRef
+from wsls.io.nifti import Geometry
 
 _FORMAT_VERSION = 1
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from wsls.data.case import Case
-from wsls.data.nifti import Geometry, save_like
-from wsls.data.resample import resize
+from wsls import morphology
+from wsls.io.case import Case
+from wsls.io.nifti import Geometry, save_like
+from wsls.io.resample import resize
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,6 @@ def brain_mask(image: np.ndarray, threshold: float = 0.05, fill_holes: bool = Tr
     Returns:
         (H, W, D) bool.
     """
-    from scipy import ndimage as ndi
-
     x = image[0] if image.ndim == 4 else image
     faces = np.concatenate(
         [
@@ -89,14 +88,9 @@ def brain_mask(image: np.ndarray, threshold: float = 0.05, fill_holes: bool = Tr
     if not mask.any():
         return mask
     box = bounding_box(mask, margin=1)
-    inner = box.apply(mask)
-    labels, n = ndi.label(inner)
-    if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        inner = labels == int(np.argmax(sizes))
+    inner = morphology.largest_component(box.apply(mask), connectivity=6)
     if fill_holes:
-        inner = ndi.binary_fill_holes(inner)
+        inner = morphology.fill_holes(inner)
     return box.uncrop(inner, fill=False)
 
 

@@ -1,0 +1,36 @@
+"""The exceptions that mean "the user gave something that cannot work".
+
+The command line prints these (and ``OSError``) as one line and exits with status 1; any other
+exception is a bug and keeps its traceback. All are ``ValueError`` subclasses, so code that
+catches ``ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserError(ValueError):
+    """A mistake in the inputs, the settings or the command line; the message is one line."""
+
+
+class DataError(UserError):
+    """Bad input data: the message is one line naming the file (or source) and the problem.
+
+    Attributes:
+        source: the file path or other source (a manifest, a case id) the problem is in.
+        problem: what is wrong, in words.
+    """
+
+    def __init__(self, source: str | Path, problem: str) -> None:
+        self.source = str(source)
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.source}: {self.problem}")
+
+
+class BundleError(UserError):
+    """A model bundle that cannot be written or used (one-line message)."""
+
+
+class ConfigError(UserError):
+    """A setting out of its range or of the wrong type (names the setting, value and range)."""

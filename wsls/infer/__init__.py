@@ -1,1 +1,0 @@
-"""Inference: classifier maps over whole volumes and the segmentation pipeline."""

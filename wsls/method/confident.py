@@ -1,0 +1,111 @@
+"""Confident voxels: where the weak map is trusted enough to label voxels for the
+representation model (DESIGN sections 2 and 8).
+
+Two rules:
+- "paper": lesion where ACAM >= 0.1, normal where ACAM <= 0.01 (Wu et al.). On real scans
+  these lesion voxels are mostly not lesion, and the normal ones all lie far from it, so the
+  embedding learns "near the tumour" instead of "looks like tumour".
+- "refined": lesion where the intensity model (EM with the ACAM as prior) is confident, inside
+  its lesion components that the ACAM hits; normal where both say normal, half of them from a
+  band around the lesion estimate (the hard negatives next to it), half from anywhere else in
+  the brain.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from wsls.method.config import ConfidentConfig
+from wsls.morphology import components_touching
+
+
+class ConfidentVoxels(NamedTuple):
+    """coords (N, 3) int64 voxel indices; labels (N) int64: 1 lesion, 0 normal."""
+
+    coords: np.ndarray
+    labels: np.ndarray
+
+    def counts(self) -> tuple[int, int]:
+        return int((self.labels == 1).sum()), int((self.labels == 0).sum())
+
+
+def _subsample(mask: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    idx = np.flatnonzero(mask)
+    if idx.size > n:
+        idx = rng.choice(idx, size=n, replace=False)
+    return np.sort(idx)
+
+
+def supported_lesion(
+    weak_map: np.ndarray, brain: np.ndarray, posterior: np.ndarray, config: ConfidentConfig
+) -> np.ndarray:
+    """The intensity model's lesion estimate (posterior >= 0.5), restricted to its connected
+    components that the weak map supports (holding a voxel with map >= ``lesion_map``).
+
+    The map only has to hit a lesion, not cover it: CAMs light up the most discriminative part
+    of a lesion (often a rim), while the component carries the lesion's whole extent. If no
+    component is supported, the voxels where both agree are returned.
+    """
+    estimate = (posterior >= 0.5) & brain
+    hot = (weak_map >= config.lesion_map) & brain
+    supported = components_touching(estimate, hot)
+    return supported if supported.any() else hot & estimate
+
+
+def select_confident(
+    weak_map: np.ndarray,
+    brain: np.ndarray,
+    posterior: np.ndarray | None = None,
+    config: ConfidentConfig | None = None,
+    seed: int = 0,
+) -> ConfidentVoxels:
+    """Pick confident lesion and normal voxels of one volume.
+
+    Args:
+        weak_map: (H, W, D) ACAM in [0, 1].
+        brain: (H, W, D) bool; only brain voxels are picked.
+        posterior: (H, W, D) EM lesion posterior; required by the refined rule.
+        config: the rule and its thresholds.
+    """
+    from scipy import ndimage as ndi
+
+    config = config or ConfidentConfig()
+    rng = np.random.default_rng(seed)
+    if config.rule == "paper":
+        lesion = (weak_map >= config.lesion_map) & brain
+        normal = (weak_map <= config.normal_map) & brain
+        lesion_idx = _subsample(lesion, config.budget, rng)
+        normal_idx = _subsample(normal, config.budget, rng)
+    else:
+        if posterior is None:
+            raise ValueError("select_confident: the refined rule needs the EM posterior")
+        support = supported_lesion(weak_map, brain, posterior, config)
+        lesion = support & (posterior >= config.lesion_posterior)
+        normal = (weak_map <= config.normal_map) & (posterior <= config.normal_posterior) & brain
+        estimate = support | ((weak_map >= config.lesion_map) & brain)
+        near = ndi.binary_dilation(estimate, iterations=config.band) & ~estimate
+        n_band = int(round(config.budget * config.band_fraction))
+        band_idx = _subsample(normal & near, n_band, rng)
+        rest = normal & ~near
+        far_idx = _subsample(rest, config.budget - band_idx.size, rng)
+        lesion_idx = _subsample(lesion, config.budget, rng)
+        normal_idx = np.concatenate([band_idx, far_idx])
+    idx = np.concatenate([lesion_idx, normal_idx])
+    labels = np.concatenate([np.ones(lesion_idx.size), np.zeros(normal_idx.size)]).astype(np.int64)
+    coords = np.stack(np.unravel_index(idx, brain.shape), axis=1).astype(np.int64)
+    return ConfidentVoxels(coords, labels)
+
+
+def precision(selection: ConfidentVoxels, mask: np.ndarray) -> dict[str, float]:
+    """How right the confident voxels are against a voxel mask (evaluation only): the share of
+    lesion-labelled voxels that are lesion and of normal-labelled voxels that are normal."""
+    truth = mask[tuple(selection.coords.T)] if len(selection.labels) else np.zeros(0, bool)
+    les = selection.labels == 1
+    return {
+        "lesion_voxels": int(les.sum()),
+        "normal_voxels": int((~les).sum()),
+        "lesion_precision": float(truth[les].mean()) if les.any() else float("nan"),
+        "normal_precision": float((~truth[~les]).mean()) if (~les).any() else float("nan"),
+    }

@@ -1,0 +1,69 @@
+"""Localisation maps of a classifier over a whole volume: windows of the training patch size on
+the classifier's coarse view, blended, upsampled to the prepared grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wsls.method.coarse import coarse_image, upsample
+from wsls.method.config import WSLSConfig
+from wsls.method.windows import sliding_window
+from wsls.models import Classifier3D, upsample_map
+
+
+@torch.no_grad()
+def classifier_maps(
+    model: Classifier3D,
+    image: Tensor,
+    window: int = 32,
+    overlap: float = 0.5,
+    batch_size: int = 8,
+) -> tuple[Tensor, Tensor, float]:
+    """The classifier's raw CAM and its head's localisation map over a volume.
+
+    The classifier sees windows of its training patch size (its receptive field is larger than
+    a patch, so whole-volume features differ from the ones it was trained on); the windows'
+    maps are blended before the per-volume normalisation.
+
+    Args:
+        image: (C, H, W, D) prepared (normalised) volume.
+    Returns:
+        cam (H, W, D) raw class map; map (H, W, D) in [0, 1]: ACAM for an 'acam' head,
+        relu(CAM) / max for 'gap' and 'gmp'; the highest lesion probability of any window.
+    """
+    model.eval()
+    stride = model.spec.stride
+    best = [0.0]
+
+    def run(batch: Tensor) -> Tensor:
+        out = model(batch)
+        best[0] = max(best[0], torch.sigmoid(out.logits.float()).max().item())
+        size = tuple(batch.shape[2:])
+        cam = upsample_map(out.cam, stride, size)
+        loc = upsample_map(out.maps, stride, size)
+        return torch.stack([cam, loc], dim=1)
+
+    maps = sliding_window(run, image, window, overlap, batch_size)
+    loc = maps[1].clamp_min(0)
+    peak = loc.max()
+    return maps[0], loc / peak if peak > 0 else loc, best[0]
+
+
+def coarse_view_maps(
+    classifier: Classifier3D, image: np.ndarray, brain: np.ndarray, config: WSLSConfig
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A classifier run on the coarse view it was trained on, its maps upsampled to the
+    prepared grid: raw CAM; localisation map (ACAM, or CAM for the GAP/GMP baselines) zero
+    outside the brain with maximum 1; the best window's lesion probability."""
+    factor = config.classifier_scale
+    x = torch.from_numpy(np.ascontiguousarray(coarse_image(image, factor), dtype=np.float32))
+    cam, loc, probability = classifier_maps(
+        classifier, x, window=config.patch.shape[0], overlap=config.window_overlap
+    )
+    cam = upsample(cam.numpy(), factor, brain.shape)
+    loc = np.clip(upsample(loc.numpy(), factor, brain.shape), 0, None) * brain
+    peak = loc.max()
+    loc = (loc / peak if peak > 0 else loc).astype(np.float32)
+    return cam, loc, probability

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 
 from wsls.baselines.threshold import ThresholdBaseline
+from wsls.baselines.unet import segmenter_probability
 from wsls.data.preprocess import preprocess
 from wsls.io.layouts import open_dataset
 from wsls.method.config import WSLSConfig
-from wsls.method.segment import coarse_view_maps, segment_volume
+from wsls.method.maps import coarse_view_maps
+from wsls.method.segment import segment_volume
 from wsls.metrics import dice, sensitivity, specificity
 from wsls.training.pipeline import train_wsls
-from wsls.training.segmenter import segmenter_probability
 
 GRID = np.r_[0.01, 0.02, 0.03, 0.04, np.linspace(0.05, 0.95, 19)]
 

@@ -148,3 +148,24 @@ def test_unknown_layout_name(tmp_path):
 
     with pytest.raises(DataError, match="unknown layout"):
         open_dataset(tmp_path, layout="nifty")
+
+
+def test_several_datasets_each_with_its_layout(tmp_path, data_write_nifti):
+    from wsls.errors import DataError
+    from wsls.io.layouts import open_datasets
+
+    brats = tmp_path / "brats" / "BraTS19_A_1"
+    brats.mkdir(parents=True)
+    for m in ("flair", "t1ce"):
+        data_write_nifti(brats / f"BraTS19_A_1_{m}.nii.gz", np.ones((6, 7, 8)), LPS)
+    data_write_nifti(brats / "BraTS19_A_1_seg.nii.gz", _labels((6, 7, 8)), LPS, np.uint8)
+    ms = tmp_path / "ms" / "patient01"
+    ms.mkdir(parents=True)
+    for m in ("FLAIR", "T1POST", "GOLD_STANDARD"):
+        data_write_nifti(ms / f"{m}.nii.gz", np.ones((6, 7, 8)), np.eye(4))
+    cases, sources = open_datasets([tmp_path / "brats", tmp_path / "ms"], "auto", ("flair", "t1c"))
+    assert [c.id for c in cases] == ["BraTS19_A_1", "patient01"]
+    assert [s["layout"] for s in sources] == ["BraTS", "MS"]
+    assert [s["cases"] for s in sources] == [["BraTS19_A_1"], ["patient01"]]
+    with pytest.raises(DataError, match="occur in more than one dataset: BraTS19_A_1"):
+        open_datasets([tmp_path / "brats", tmp_path / "brats"], "auto", ("flair", "t1c"))

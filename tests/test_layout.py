@@ -11,8 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wsls"
 
 # lowest first; a module may import its own layer and the ones below
 LAYERS = (
-    ("wsls", "wsls.errors", "wsls.runtime", "wsls.morphology", "wsls.metrics", "wsls.viz",
-     "wsls.ops", "wsls.io"),
+    ("wsls", "wsls.errors", "wsls.settings", "wsls.runtime", "wsls.morphology", "wsls.metrics",
+     "wsls.viz", "wsls.ops", "wsls.io"),
     ("wsls.data", "wsls.phantom", "wsls.models", "wsls.bundle"),
     ("wsls.method", "wsls.baselines"),
     ("wsls.training", "wsls.evaluation", "wsls.inputs", "wsls.segmentation"),

@@ -7,12 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-from wsls.method.confident import ConfidentConfig, precision, select_confident, supported_lesion
-from wsls.method.config import StageSchedule, WSLSConfig
-from wsls.method.intensity import EMConfig, lesion_posterior
-from wsls.method.regions import RegionConfig, segment_regions
+from wsls.method.confident import precision, select_confident, supported_lesion
+from wsls.method.config import (
+    ConfidentConfig,
+    EMConfig,
+    QualityConfig,
+    RegionConfig,
+    StageSchedule,
+    WSLSConfig,
+)
+from wsls.method.intensity import intensity_posterior, lesion_posterior
+from wsls.method.postprocess import postprocess
+from wsls.method.quality import assess
+from wsls.method.regions import segment_regions
 from wsls.method.seeds import spread_seeds
-from wsls.method.segment import postprocess
+from wsls.method.segment import growth_region
 from wsls.metrics import dice
 
 
@@ -107,6 +116,40 @@ def test_postprocess_fills_holes_and_drops_specks():
     assert out[10, 10, 10] and not out[1, 1, 1]
 
 
+def test_strongest_component_is_the_one_the_classifier_points_at():
+    brain = np.ones((30, 30, 30), bool)
+    big, small = ball(brain.shape, (8, 8, 8), 6), ball(brain.shape, (22, 22, 22), 4)
+    acam = 0.9 * ball(brain.shape, (22, 22, 22), 3)  # hot on the smaller blob only
+    out = postprocess(big | small, brain, WSLSConfig(keep="strongest"), acam)
+    assert np.array_equal(out, small)
+    assert np.array_equal(postprocess(big | small, brain, WSLSConfig(), acam), big | small)
+
+
+def test_growth_stays_near_the_supported_estimate():
+    brain = np.ones((30, 30, 30), bool)
+    support = ball(brain.shape, (15, 15, 15), 5)
+    region = growth_region(brain, support, 3)
+    assert region[support].all() and region[15, 15, 23] and not region[15, 15, 24]
+    assert growth_region(brain, support, None) is brain
+    assert growth_region(brain, np.zeros_like(brain), 3) is brain  # no estimate: no bound
+
+
+def test_quality_flags_unreliable_segmentations(scene):
+    image, brain, lesion, _ = scene
+    acam = 0.9 * lesion.astype(np.float32)
+    config = QualityConfig()
+    good = assess(lesion, brain, image, acam, 0.99, lesion, config)
+    assert good.ok and good.summary() == "ok" and good.measures["contrast"] > 2
+    shifted = np.roll(lesion, 8, axis=0) & brain  # normal tissue: no contrast, no evidence
+    bad = assess(shifted, brain, image, acam, 0.6, lesion, config)
+    assert not bad.ok and bad.verdict == "check"
+    text = bad.summary()
+    for reason in ("unsure", "barely differs", "points outside"):
+        assert reason in text, text
+    huge = assess(brain, brain, image, acam, 0.99, lesion, config)
+    assert "covers 100 % of the brain" in huge.summary() and "times the evidence" in huge.summary()
+
+
 def test_config_round_trip():
     config = WSLSConfig(modalities=("flair", "t1"), classifier=StageSchedule(2, 64))
     again = WSLSConfig.from_dict(config.to_dict())
@@ -129,8 +172,6 @@ def test_support_refinement_grows_the_prior_over_the_whole_lesion():
     moderately bright. One fit keeps the core; refitting with the supported estimate as prior
     takes the whole lesion, and a look-alike blob the map never hits stays out."""
     from dataclasses import replace
-
-    from wsls.method.segment import intensity_posterior
 
     rng = np.random.default_rng(0)
     shape = (40, 40, 32)

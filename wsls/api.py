@@ -162,6 +162,7 @@ def _on_input_grid(case, prepared, result) -> Segmentation:
         affine=np.asarray(geometry.original_affine, np.float64),
         probability=float(result.maps.probability),
         lesion_free=regions is None,
+        quality=result.quality,
         case_id=case.id,
         geometry=geometry,
         prepared=prepared,

@@ -144,7 +144,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
             seg.save_acam(_acam_path(Path(args.output)))
         print(
             f"{seg.case_id}: {int(seg.mask.sum())} lesion voxels ({seg.lesion_ml:.1f} ml), "
-            f"probability {seg.probability:.3f} -> {path} ({time.perf_counter() - start:.1f} s)"
+            f"probability {seg.probability:.3f}, quality {seg.quality.summary()} -> {path} "
+            f"({time.perf_counter() - start:.1f} s)"
         )
         return 0
     if args.brain:
@@ -164,7 +165,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     done = [r for r in rows if "error" not in r]
     rank, world, _ = placement()
     where = f"rank {rank}/{world}: " if world > 1 else ""
+    flagged = [r["case"] for r in done if r.get("quality") == "check"]
     print(f"{where}{len(done)} case(s) segmented into {args.output}, {len(failed)} failed")
+    if flagged:
+        print(f"{where}{len(flagged)} mask(s) to check (see summary.csv): {', '.join(flagged)}")
     return 1 if failed else 0
 
 

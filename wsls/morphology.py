@@ -36,6 +36,30 @@ def largest_component(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
+def strongest_component(
+    mask: np.ndarray, weights: np.ndarray, connectivity: int = 26
+) -> np.ndarray:
+    """The connected component of ``mask`` with the largest sum of ``weights`` (a copy; empty
+    stays empty)."""
+    labels, count = label(mask, connectivity)
+    if count <= 1:
+        return np.asarray(mask, bool).copy()
+    mass = np.bincount(
+        labels.ravel(), weights=np.asarray(weights, np.float64).ravel(), minlength=count + 1
+    )
+    mass[0] = -np.inf
+    return labels == int(np.argmax(mass))
+
+
+def dilate(mask: np.ndarray, voxels: int) -> np.ndarray:
+    """``mask`` grown by ``voxels`` steps of 6-connected dilation."""
+    from scipy import ndimage as ndi
+
+    if voxels <= 0 or not mask.any():
+        return np.asarray(mask, bool).copy()
+    return ndi.binary_dilation(mask, iterations=voxels)
+
+
 def drop_small_components(mask: np.ndarray, min_size: int, connectivity: int = 6) -> np.ndarray:
     """The mask without its connected components of fewer than ``min_size`` voxels."""
     if min_size <= 1 or not mask.any():

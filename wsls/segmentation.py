@@ -10,6 +10,7 @@ import numpy as np
 
 from wsls.data.preprocess import Prepared
 from wsls.io.nifti import Geometry, save_like
+from wsls.method.quality import Quality
 
 
 @dataclass
@@ -58,6 +59,8 @@ class Segmentation:
         probability: the classifier's highest lesion probability over the volume's windows.
         lesion_free: True when the volume was judged lesion-free (empty mask, nothing grown).
         case_id: the case's name.
+        quality: the quality verdict: ``quality.ok``, ``quality.flags`` (why to check the
+            mask), ``quality.measures``.
         geometry: where the input lies (used by :meth:`save`).
         prepared: the case on the network's grid; ``result``: the method's raw output there
             (maps, confident voxels, regions).
@@ -71,6 +74,7 @@ class Segmentation:
     probability: float
     lesion_free: bool
     case_id: str
+    quality: Quality = field(default_factory=Quality)
     geometry: Geometry = field(repr=False)
     prepared: Prepared | None = field(default=None, repr=False)
     result: Any = field(default=None, repr=False)
@@ -103,7 +107,8 @@ class Segmentation:
             f"Segmentation(case_id={self.case_id!r}, mask={self.mask.shape} with "
             f"{int(np.count_nonzero(self.mask))} lesion voxels ({self.lesion_ml:.1f} ml), "
             f"probability={self.probability:.3f}, candidates={len(self.candidates)} "
-            f"({kept} kept), lambda={self.candidates.threshold})"
+            f"({kept} kept), lambda={self.candidates.threshold}, "
+            f"quality={self.quality.summary()!r})"
         )
 
     def summary(self) -> dict[str, Any]:
@@ -117,6 +122,8 @@ class Segmentation:
             "candidates": len(self.candidates),
             "kept": int(np.count_nonzero(self.candidates.kept)),
             "lambda": self.candidates.threshold,
+            "quality": self.quality.verdict,
+            "flags": "; ".join(self.quality.flags),
         }
 
 

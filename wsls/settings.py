@@ -9,7 +9,7 @@ setting, its value and what is allowed, raised when the configuration is built (
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 from wsls.errors import ConfigError
@@ -21,7 +21,8 @@ class Rule:
 
     Attributes:
         kind: "int", "float" (ints accepted), "bool", "str", "tuple" (a list is accepted and
-            made a tuple by the caller's loader) or "dataclass" (checked by its own rules).
+            made a tuple by the caller's loader), "dataclass" (checked by its own rules) or
+            "any_of" (one of ``options``).
         low, high: bounds (None: unbounded); ``open_low`` / ``open_high`` exclude them.
         choices: the allowed values of a "str" (or any kind).
         optional: None is allowed.
@@ -39,8 +40,11 @@ class Rule:
     item: Rule | None = None
     length: int | None = None
     min_length: int = 0
+    options: tuple[Rule, ...] = ()
 
     def describe(self) -> str:
+        if self.kind == "any_of":
+            return " or ".join(o.describe() for o in self.options)
         if self.choices is not None:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         elif self.kind == "tuple":
@@ -49,9 +53,13 @@ class Rule:
             if self.min_length:
                 text += f" (at least {self.min_length})"
         else:
-            text = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(
-                self.kind, f"a {self.kind}"
-            )
+            text = {
+                "int": "an integer",
+                "float": "a number",
+                "bool": "true or false",
+                "str": "a string",
+                "dataclass": "a group of settings",
+            }[self.kind]
             lo = None if self.low is None else ("> " if self.open_low else ">= ") + f"{self.low:g}"
             hi = (
                 None
@@ -74,6 +82,8 @@ def _kind_ok(value: Any, kind: str) -> bool:
         return isinstance(value, str)
     if kind == "tuple":
         return isinstance(value, tuple | list)
+    if kind == "dataclass":
+        return is_dataclass(value) and not isinstance(value, type)
     return True
 
 
@@ -81,6 +91,8 @@ def value_ok(value: Any, rule: Rule) -> bool:
     """Does ``value`` satisfy ``rule``?"""
     if value is None:
         return rule.optional
+    if rule.kind == "any_of":
+        return any(value_ok(value, o) for o in rule.options)
     if not _kind_ok(value, rule.kind):
         return False
     if rule.choices is not None and value not in rule.choices:
@@ -113,8 +125,8 @@ def check_fields(config: Any, rules: dict[str, Rule]) -> None:
         assert f.name in rules, f"{owner}.{f.name} has no Rule"
         value = getattr(config, f.name)
         rule = rules[f.name]
-        if rule.kind == "dataclass":
-            continue  # built (and so checked) by its own class
+        if rule.kind == "dataclass" and is_dataclass(value) and not isinstance(value, type):
+            continue  # built, and so checked, by its own class
         if not value_ok(value, rule):
             raise ConfigError(f"{owner}.{f.name} = {value!r}: expected {rule.describe()}")
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from wsls.settings import COUNT, FLAG, FRACTION, Rule, check_fields
+
 
 @dataclass(frozen=True)
 class PatchConfig:
@@ -42,6 +44,23 @@ class PatchConfig:
     positive_fraction: float = 0.5
     case_balanced: bool = True
     flip_lr: bool = False
+
+    RULES = {
+        "size": Rule(
+            "any_of",
+            options=(Rule("int", 4, 256), Rule("tuple", item=Rule("int", 4, 256), length=3)),
+        ),
+        "min_lesion_voxels": COUNT,
+        "min_brain_fraction": FRACTION,
+        "stride": Rule("int", 1, 256),
+        "samples_per_epoch": COUNT,
+        "positive_fraction": FRACTION,
+        "case_balanced": FLAG,
+        "flip_lr": FLAG,
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.RULES)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from wsls import morphology
+from wsls.errors import ConfigError
 from wsls.io.case import Case
 from wsls.io.nifti import Geometry, save_like
 from wsls.io.resample import resize
+from wsls.settings import FLAG, OPEN_FRACTION, Rule, check_fields
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,38 @@ class PreprocessConfig:
     fill_holes: bool = True
     pad_to_multiple: int = 1
     mask_resampling: str = "nearest"
+
+    RULES = {
+        "downsample": Rule(
+            "any_of",
+            options=(
+                Rule("float", 0.0, 16.0, open_low=True),
+                Rule("tuple", item=Rule("float", 0.0, 16.0, open_low=True), length=3),
+            ),
+        ),
+        "target_spacing": Rule(
+            "tuple", item=Rule("float", 0.0, 20.0, open_low=True), length=3, optional=True
+        ),
+        "crop": FLAG,
+        "margin": Rule("int", 0, 256),
+        "normalise": FLAG,
+        "clip_percentiles": Rule("tuple", item=Rule("float", 0.0, 100.0), length=2, optional=True),
+        "background": Rule("float"),
+        "brain_threshold": OPEN_FRACTION,
+        "fill_holes": FLAG,
+        "pad_to_multiple": Rule("int", 1, 64),
+        "mask_resampling": Rule("str", choices=("nearest", "linear_threshold")),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.RULES)
+        if self.clip_percentiles is not None and not (
+            self.clip_percentiles[0] < self.clip_percentiles[1]
+        ):
+            raise ConfigError(
+                f"PreprocessConfig.clip_percentiles = {self.clip_percentiles!r}: expected "
+                "low < high"
+            )
 
 
 def brain_mask(image: np.ndarray, threshold: float = 0.05, fill_holes: bool = True) -> np.ndarray:

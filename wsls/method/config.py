@@ -10,6 +10,16 @@ from typing import Any
 from wsls.data.patches import PatchConfig
 from wsls.data.preprocess import PreprocessConfig
 from wsls.errors import ConfigError
+from wsls.settings import (
+    COUNT,
+    FLAG,
+    FRACTION,
+    NESTED,
+    OPEN_FRACTION,
+    POSITIVE,
+    Rule,
+    check_fields,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,10 @@ class EMConfig:
         prior of the next fit; 0 fits once, on the ACAM alone.
     support_tolerance: the refinement stops once the supported estimate changes by less than
         this share of its voxels.
+    mrf_strength, mrf_iterations, mrf_sigma: a spatial prior between neighbours (mean field):
+        each of ``mrf_iterations`` rounds adds ``mrf_strength`` * (2 q - 1) to a voxel's log
+        odds, q the lesion share of its neighbourhood (Gaussian of ``mrf_sigma`` voxels);
+        0 strength: voxels are independent given the map.
     """
 
     iterations: int = 30
@@ -43,13 +57,41 @@ class EMConfig:
     fit_voxels: int = 200_000
     support_rounds: int = 5
     support_tolerance: float = 0.02
+    mrf_strength: float = 0.0
+    mrf_iterations: int = 5
+    mrf_sigma: float = 1.0
+
+    RULES = {
+        "iterations": Rule("int", 1, 1000),
+        "normal_components": Rule("int", 1, 10),
+        "lesion_components": Rule("int", 1, 10),
+        "channels": Rule(
+            "any_of",
+            options=(
+                Rule("str", choices=("first", "auto", "all")),
+                Rule("tuple", item=Rule("int", 0, 63), min_length=1),
+            ),
+        ),
+        "prior_floor": OPEN_FRACTION,
+        "prior_ceiling": OPEN_FRACTION,
+        "smooth_sigma": Rule("float", 0.0, 50.0),
+        "seed_high": FRACTION,
+        "seed_low": FRACTION,
+        "fit_voxels": Rule("int", 100),
+        "support_rounds": Rule("int", 0, 50),
+        "support_tolerance": FRACTION,
+        "mrf_strength": Rule("float", 0.0, 20.0),
+        "mrf_iterations": Rule("int", 0, 50),
+        "mrf_sigma": Rule("float", 0.1, 10.0),
+    }
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "normal_components", "lesion_components", "fit_voxels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"EMConfig: {name} must be >= 1, got {getattr(self, name)}")
-        if self.support_rounds < 0:
-            raise ConfigError(f"EMConfig: support_rounds must be >= 0, got {self.support_rounds}")
+        check_fields(self, self.RULES)
+        if not self.prior_floor < self.prior_ceiling:
+            raise ConfigError(
+                f"EMConfig.prior_floor = {self.prior_floor} must be below prior_ceiling = "
+                f"{self.prior_ceiling}"
+            )
 
 
 RULES = ("paper", "refined")
@@ -76,9 +118,19 @@ class ConfidentConfig:
     band_fraction: float = 0.5
     budget: int = 4096
 
+    RULES = {
+        "rule": Rule("str", choices=RULES),
+        "lesion_map": FRACTION,
+        "normal_map": FRACTION,
+        "lesion_posterior": FRACTION,
+        "normal_posterior": FRACTION,
+        "band": Rule("int", 0, 64),
+        "band_fraction": FRACTION,
+        "budget": Rule("int", 1, 1_000_000),
+    }
+
     def __post_init__(self) -> None:
-        if self.rule not in RULES:
-            raise ConfigError(f"ConfidentConfig: rule must be one of {RULES}, got {self.rule!r}")
+        check_fields(self, self.RULES)
 
     @classmethod
     def paper(cls, budget: int = 4096) -> ConfidentConfig:
@@ -115,6 +167,10 @@ class RegionConfig:
     connectivity: 6, 26, or 0 (the paper's global set, no connectivity).
     iou_threshold: NMS suppresses a candidate overlapping a better one by more than this.
     min_score: keep only candidates scoring at least this fraction of the best score.
+    bound_margin: candidates grow only within this many voxels of the supported lesion
+        estimate (None: anywhere in the brain).
+    target: what lambda's segmentation must agree with: "posterior" (the intensity model's
+        lesion estimate, posterior >= 0.5) or "support" (its components the ACAM hits).
     """
 
     seeds: int = 64
@@ -123,6 +179,22 @@ class RegionConfig:
     connectivity: int = 6
     iou_threshold: float = 0.5
     min_score: float = 0.5
+    bound_margin: int | None = None
+    target: str = "posterior"
+
+    RULES = {
+        "seeds": Rule("int", 1, 4096),
+        "threshold": Rule("float", 0.0, 1.0, open_low=True, open_high=True, optional=True),
+        "lambdas": Rule("tuple", item=OPEN_FRACTION, min_length=1),
+        "connectivity": Rule("int", choices=(0, 6, 26)),
+        "iou_threshold": FRACTION,
+        "min_score": FRACTION,
+        "bound_margin": Rule("int", 0, 100, optional=True),
+        "target": Rule("str", choices=("posterior", "support")),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.RULES)
 
 
 EMBEDDINGS = ("appearance", "unet")
@@ -144,11 +216,20 @@ class EmbeddingTrainConfig:
     sigmas: tuple[float, ...] = (0.0, 1.0, 2.0)
     unet_width: int = 8
 
+    RULES = {
+        "kind": Rule("str", choices=EMBEDDINGS),
+        "dim": Rule("int", 1, 256),
+        "voxels_per_volume": Rule("int", 2, 100_000),
+        "steps_per_epoch": COUNT,
+        "crop": Rule("int", 8, 256),
+        "reduction": Rule("str", choices=("mean", "balanced", "sum")),
+        "hidden": Rule("int", 1, 4096),
+        "sigmas": Rule("tuple", item=Rule("float", 0.0, 50.0), min_length=1),
+        "unet_width": Rule("int", 1, 256),
+    }
+
     def __post_init__(self) -> None:
-        if self.kind not in EMBEDDINGS:
-            raise ConfigError(
-                f"EmbeddingTrainConfig: kind must be one of {EMBEDDINGS}, got {self.kind!r}"
-            )
+        check_fields(self, self.RULES)
 
 
 @dataclass
@@ -162,6 +243,46 @@ class SegmenterTrainConfig:
     batch_size: int = 4
     dice_weight: float = 1.0
 
+    RULES = {
+        "width": Rule("int", 1, 256),
+        "levels": Rule("int", 1, 6),
+        "patch": NESTED,
+        "batch_size": Rule("int", 1, 1024),
+        "dice_weight": Rule("float", 0.0),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.RULES)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Bounds of the quality verdict (wsls.method.quality): a segmentation is flagged when
+    the classifier's probability is under ``min_probability``, the mask covers more than
+    ``max_brain_fraction`` of the brain, its lesion-modality contrast with a ``shell``-voxel
+    band around it is under ``min_contrast`` brain standard deviations, under
+    ``min_evidence_inside`` of the strong ACAM lies inside it, or it exceeds
+    ``max_over_support`` times the supported lesion estimate."""
+
+    min_probability: float = 0.9
+    max_brain_fraction: float = 0.3
+    min_contrast: float = 1.0
+    shell: int = 5
+    min_evidence_inside: float = 0.5
+    max_over_support: float = 1.5
+
+    RULES = {
+        "min_probability": FRACTION,
+        "max_brain_fraction": FRACTION,
+        "min_contrast": Rule("float"),
+        "shell": Rule("int", 1, 50),
+        "min_evidence_inside": FRACTION,
+        "max_over_support": POSITIVE,
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.RULES)
+
 
 @dataclass
 class StageSchedule:
@@ -169,6 +290,11 @@ class StageSchedule:
 
     epochs: int = 1
     per_epoch: int = 100
+
+    RULES = {"epochs": Rule("int", 1, 100_000), "per_epoch": COUNT}
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.RULES)
 
 
 @dataclass
@@ -193,7 +319,10 @@ class WSLSConfig:
         self_training: rounds of re-training the embedding on its own segmentations.
         fill_holes: fill enclosed holes of the final mask, slice by slice and in 3D.
         min_component: drop connected components smaller than this many voxels (prepared grid).
+        keep: "all" components of the final mask, or the "strongest" (the most ACAM: a single
+            lesion such as a glioma).
         min_lesion_probability: a volume whose best window scores below this gets an empty mask.
+        quality: the bounds of the quality verdict.
         segmenter, segmenter_schedule: the WS-UNet and S-UNet baselines.
         seed: seeds every stage.
     """
@@ -222,10 +351,46 @@ class WSLSConfig:
     self_training: int = 1
     fill_holes: bool = True
     min_component: int = 0
+    keep: str = "all"
     min_lesion_probability: float = 0.5
+    quality: QualityConfig = field(default_factory=QualityConfig)
     segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
     segmenter_schedule: StageSchedule = field(default_factory=lambda: StageSchedule(4, 400))
     seed: int = 0
+
+    RULES = {
+        "modalities": Rule("tuple", item=Rule("str"), min_length=1),
+        "preprocess": NESTED,
+        "classifier_scale": Rule("int", 1, 8),
+        "patch": NESTED,
+        "width": Rule("int", 1, 256),
+        "stages": Rule("int", 1, 6),
+        "head": Rule("str", choices=("acam", "gap", "gmp")),
+        "fusion": Rule("str", choices=("mean", "geometric")),
+        "classifier": NESTED,
+        "baseline_classifier": NESTED,
+        "batch_size": Rule("int", 1, 1024),
+        "window_overlap": Rule("float", 0.0, 1.0, open_high=True),
+        "em": NESTED,
+        "confident": NESTED,
+        "embedding": NESTED,
+        "embedding_schedule": NESTED,
+        "regions": NESTED,
+        "self_training": Rule("int", 0, 10),
+        "fill_holes": FLAG,
+        "min_component": Rule("int", 0),
+        "keep": Rule("str", choices=("all", "strongest")),
+        "min_lesion_probability": FRACTION,
+        "quality": NESTED,
+        "segmenter": NESTED,
+        "segmenter_schedule": NESTED,
+        "seed": Rule("int", 0, 2**31 - 1),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.RULES)
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(f"WSLSConfig.modalities = {self.modalities!r}: a modality twice")
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(asdict(self))
@@ -238,16 +403,18 @@ class WSLSConfig:
 def paper_variant(config: WSLSConfig) -> WSLSConfig:
     """The paper's own choices on top of ``config``: its confident-voxel rule (ACAM >= 0.1
     lesion, <= 0.01 normal), candidates scored by mean ACAM, regions grown globally
-    ({q : A(p, q) >= lambda}, no connectivity), the context U-Net as representation model, no
-    self-training and no hole filling. The paper gives no rule for lambda: the variant keeps
-    ``config.regions.threshold`` (None: wsls's per-volume choice)."""
+    ({q : A(p, q) >= lambda}, no connectivity, anywhere in the brain), the context U-Net as
+    representation model, no self-training, no hole filling, every component kept. The paper
+    gives no rule for lambda: the variant keeps ``config.regions.threshold`` (None: wsls's
+    per-volume choice, by agreement with the intensity posterior)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
-        regions=replace(config.regions, connectivity=0),
+        regions=replace(config.regions, connectivity=0, bound_margin=None, target="posterior"),
         embedding=replace(config.embedding, kind="unet"),
         self_training=0,
         fill_holes=False,
+        keep="all",
     )
 
 

@@ -115,9 +115,28 @@ def lesion_posterior(
             total = max(float(rows.sum()), 1e-8)
             for comp, r in zip(group, rows, strict=True):
                 comp[2] = max(float(r.sum()) / total, 1e-6)
-    resp = _responsibilities(x, log_prior, normal, lesion)
-    out[brain] = resp[len(normal) :].sum(0).astype(np.float32)
+    log_odds = _log_odds(x, log_prior, normal, lesion)
+    out[brain] = _sigmoid(log_odds)
+    for _ in range(config.mrf_iterations if config.mrf_strength > 0 else 0):
+        agree = ndi.gaussian_filter(out, config.mrf_sigma)[brain]  # neighbours' lesion share
+        out[brain] = _sigmoid(log_odds + config.mrf_strength * (2.0 * agree - 1.0))
     return out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+
+
+def _log_odds(x, log_prior, normal, lesion) -> np.ndarray:
+    """(N,) log of P(lesion | x) / P(normal | x) with the spatial prior, for the voxels x."""
+    from scipy.special import logsumexp
+
+    def class_log(group, log_p):
+        return log_p + logsumexp(
+            [np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in group], axis=0
+        )
+
+    return class_log(lesion, log_prior[1]) - class_log(normal, log_prior[0])
 
 
 def _responsibilities(x, log_prior, normal, lesion) -> np.ndarray:

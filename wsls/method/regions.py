@@ -57,23 +57,23 @@ def segment_regions(
     acam: np.ndarray,
     brain: np.ndarray,
     config: RegionConfig,
-    posterior: np.ndarray | None = None,
+    target: np.ndarray | None = None,
 ) -> Regions:
     """Region-growing segmentation of one volume.
 
     Args:
         embeddings: (K, H, W, D) float; seeds: (S, 3) int64; acam: (H, W, D) in [0, 1], the
             map whose mean scores a candidate (the paper's ACAM, or a refined evidence map);
-        brain: (H, W, D) bool; posterior: (H, W, D) lesion posterior, needed when
-            ``config.threshold`` is None (lambda chosen by agreement with posterior >= 0.5).
+        brain: (H, W, D) bool, where candidates may grow; target: (H, W, D) bool, the
+            intensity model's lesion estimate, needed when ``config.threshold`` is None (lambda
+            chosen by agreement with it).
     """
     acam_t = torch.from_numpy(np.ascontiguousarray(acam, dtype=np.float32))
     brain_t = torch.from_numpy(np.ascontiguousarray(brain))
     if config.threshold is not None:
         return grow_and_select(embeddings, seeds, acam_t, brain_t, config.threshold, config)
-    if posterior is None:
-        raise ValueError("segment_regions: threshold=None needs the posterior to choose lambda")
-    target = (posterior >= 0.5) & brain
+    if target is None:
+        raise ValueError("segment_regions: threshold=None needs a target to choose lambda")
     best: tuple[float, Regions] | None = None
     for lam in config.lambdas:
         regions = grow_and_select(embeddings, seeds, acam_t, brain_t, lam, config)

@@ -4,7 +4,7 @@ and post-processing (:func:`segment_volume`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,9 +16,11 @@ from wsls.method.embedding import embed_volume
 from wsls.method.intensity import intensity_posterior
 from wsls.method.maps import coarse_view_maps
 from wsls.method.postprocess import postprocess
+from wsls.method.quality import Quality, assess
 from wsls.method.regions import Regions, segment_regions
 from wsls.method.seeds import spread_seeds
 from wsls.models import Classifier3D
+from wsls.morphology import dilate
 
 
 @dataclass
@@ -37,12 +39,13 @@ class VolumeMaps:
 @dataclass
 class MethodResult:
     """mask (H, W, D) bool on the prepared grid; maps; confident voxels; regions (seeds, scores,
-    kept, lambda), or None when the volume was judged lesion-free."""
+    kept, lambda), or None when the volume was judged lesion-free; the quality verdict."""
 
     mask: np.ndarray
     maps: VolumeMaps
     confident: ConfidentVoxels
     regions: Regions | None
+    quality: Quality = field(default_factory=Quality)
 
 
 def volume_maps(
@@ -55,15 +58,23 @@ def volume_maps(
     return VolumeMaps(acam, cam, probability, posterior)
 
 
-def lesion_evidence(maps: VolumeMaps, brain: np.ndarray, config: WSLSConfig) -> np.ndarray:
-    """The map that scores candidates. The paper's rule ("paper") scores by mean ACAM; the
-    refined one by max(ACAM, posterior inside the lesion components the ACAM supports): an ACAM
-    that lights up only a lesion's rim would otherwise prefer small candidates on that rim to
-    the whole lesion."""
-    if config.confident.rule == "paper":
+def lesion_evidence(maps: VolumeMaps, support: np.ndarray | None) -> np.ndarray:
+    """The map that scores candidates. The paper's rule scores by mean ACAM (``support`` None);
+    the refined one by max(ACAM, posterior inside the lesion components the ACAM supports): an
+    ACAM that lights up only a lesion's rim would otherwise prefer small candidates on that rim
+    to the whole lesion."""
+    if support is None:
         return maps.acam
-    support = supported_lesion(maps.acam, brain, maps.posterior, config.confident)
     return np.maximum(maps.acam, maps.posterior * support).astype(np.float32)
+
+
+def growth_region(brain: np.ndarray, support: np.ndarray | None, margin: int | None) -> np.ndarray:
+    """Where candidates may grow: the brain, or (with a margin) the supported lesion estimate
+    dilated by ``margin`` voxels, so that no region runs off along tissue the evidence never
+    pointed at."""
+    if margin is None or support is None or not support.any():
+        return brain
+    return brain & dilate(support, margin)
 
 
 def segment_volume(
@@ -82,11 +93,22 @@ def segment_volume(
     maps = maps or volume_maps(classifier, image, brain, config)
     confident = select_confident(maps.acam, brain, maps.posterior, config.confident, config.seed)
     if maps.probability < config.min_lesion_probability:
-        return MethodResult(np.zeros(brain.shape, bool), maps, confident, None)
+        empty = np.zeros(brain.shape, bool)
+        quality = Quality(measures={"probability": float(maps.probability)})
+        return MethodResult(empty, maps, confident, None, quality)
+    support = None
+    if config.confident.rule != "paper":
+        support = supported_lesion(maps.acam, brain, maps.posterior, config.confident)
     lesion = confident.coords[confident.labels == 1]
-    evidence = lesion_evidence(maps, brain, config)
+    evidence = lesion_evidence(maps, support)
     seeds = spread_seeds(lesion, evidence[tuple(lesion.T)], config.regions.seeds)
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     emb = embed_volume(embedding, x, torch.from_numpy(np.ascontiguousarray(brain)))
-    regions = segment_regions(emb, seeds, evidence, brain, config.regions, maps.posterior)
-    return MethodResult(postprocess(regions.mask, brain, config), maps, confident, regions)
+    grow = growth_region(brain, support, config.regions.bound_margin)
+    target = (maps.posterior >= 0.5) & brain
+    if config.regions.target == "support" and support is not None:
+        target = support
+    regions = segment_regions(emb, seeds, evidence, grow, config.regions, target)
+    mask = postprocess(regions.mask, brain, config, maps.acam)
+    quality = assess(mask, brain, image, maps.acam, maps.probability, support, config.quality)
+    return MethodResult(mask, maps, confident, regions, quality)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from wsls.errors import ConfigError
+from wsls.settings import COUNT, FLAG, POSITIVE, Rule, check_fields
 
 if TYPE_CHECKING:
     from wsls.data.patch_batches import PatchBatches
@@ -53,21 +53,24 @@ class FitConfig:
     overwrite: bool = False
     find_unused_parameters: bool = False
 
+    RULES = {
+        "epochs": Rule("int", 0, 100_000),
+        "lr": POSITIVE,
+        "weight_decay": Rule("float", 0.0),
+        "seed": Rule("int", 0, 2**31 - 1),
+        "device": Rule("str", optional=True),
+        "amp": FLAG,
+        "grad_clip": Rule("float", 0.0, open_low=True, optional=True),
+        "progress": FLAG,
+        "checkpoint_every": COUNT,
+        "select_metric": Rule("str"),
+        "select_mode": Rule("str", choices=("min", "max")),
+        "overwrite": FLAG,
+        "find_unused_parameters": FLAG,
+    }
+
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ConfigError(f"FitConfig.epochs must be >= 0, not {self.epochs}")
-        if not self.lr > 0:
-            raise ConfigError(f"FitConfig.lr must be > 0, not {self.lr}")
-        if self.checkpoint_every < 1:
-            raise ConfigError(
-                f"FitConfig.checkpoint_every must be >= 1, not {self.checkpoint_every}"
-            )
-        if self.select_mode not in ("min", "max"):
-            raise ConfigError(
-                f"FitConfig.select_mode must be 'min' or 'max', not {self.select_mode!r}"
-            )
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"FitConfig.grad_clip must be > 0 or None, not {self.grad_clip}")
+        check_fields(self, self.RULES)
 
 
 class Task:

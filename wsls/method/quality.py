@@ -1,0 +1,99 @@
+"""The quality verdict: does a segmentation look reliable, judged without any label?
+
+The method fails in a few recognisable ways: the classifier is unsure there is a lesion (low
+probability), or points at several places; the lesion barely differs from the tissue around it
+in the lesion modality (so the intensity model cannot draw its boundary); the mask grows beyond
+what the evidence supports, or covers an implausible share of the brain. Each is measured on
+the prepared grid and compared with a bound; a segmentation that passes none is "ok", any other
+is "check" with the reasons, so a user knows which masks to look at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wsls.method.config import QualityConfig
+from wsls.morphology import dilate
+
+
+@dataclass
+class Quality:
+    """flags: what looks wrong (empty: the segmentation passes); measures: the values judged."""
+
+    flags: tuple[str, ...] = ()
+    measures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.flags
+
+    @property
+    def verdict(self) -> str:
+        return "ok" if self.ok else "check"
+
+    def summary(self) -> str:
+        """'ok', or 'check: <reason>; <reason>' in words."""
+        return "ok" if self.ok else "check: " + "; ".join(self.flags)
+
+
+def _contrast(channel: np.ndarray, mask: np.ndarray, brain: np.ndarray, shell: int) -> float:
+    """Mean of ``channel`` in the mask minus its mean in a shell around it, in units of the
+    brain's standard deviation."""
+    around = dilate(mask, shell) & brain & ~mask
+    if not mask.any() or not around.any():
+        return float("nan")
+    sd = float(channel[brain].std()) or 1.0
+    return float(channel[mask].mean() - channel[around].mean()) / sd
+
+
+def assess(
+    mask: np.ndarray,
+    brain: np.ndarray,
+    image: np.ndarray,
+    acam: np.ndarray,
+    probability: float,
+    support: np.ndarray | None,
+    config: QualityConfig,
+) -> Quality:
+    """Judge one segmentation on the prepared grid.
+
+    Args:
+        mask, brain: (H, W, D) bool; image: (C, H, W, D) prepared (channel 0: the lesion
+        modality); acam: (H, W, D) in [0, 1]; probability: the classifier's; support: the
+        supported lesion estimate (None for the paper's rule).
+    """
+    n_brain = max(int(brain.sum()), 1)
+    n_mask = int(mask.sum())
+    hot = (acam >= 0.5) & brain
+    measures = {
+        "probability": float(probability),
+        "brain_fraction": n_mask / n_brain,
+        "contrast": _contrast(image[0], mask, brain, config.shell),
+        "evidence_inside": float(acam[hot & mask].sum() / max(acam[hot].sum(), 1e-6)),
+    }
+    if support is not None:
+        measures["over_support"] = n_mask / max(int(support.sum()), 1)
+    flags = []
+    if n_mask == 0:
+        flags.append("empty mask")
+    if probability < config.min_probability:
+        flags.append(f"the classifier is unsure of a lesion (probability {probability:.2f})")
+    if measures["brain_fraction"] > config.max_brain_fraction:
+        flags.append(f"the mask covers {100 * measures['brain_fraction']:.0f} % of the brain")
+    if n_mask and measures["contrast"] < config.min_contrast:
+        flags.append(
+            f"the lesion barely differs from the tissue around it (contrast "
+            f"{measures['contrast']:.2f} sd)"
+        )
+    if n_mask and measures["evidence_inside"] < config.min_evidence_inside:
+        flags.append(
+            f"the classifier also points outside the mask ({100 * measures['evidence_inside']:.0f}"
+            " % of its evidence inside)"
+        )
+    if "over_support" in measures and measures["over_support"] > config.max_over_support:
+        flags.append(
+            f"the mask is {measures['over_support']:.1f} times the evidence-supported estimate"
+        )
+    return Quality(tuple(flags), measures)

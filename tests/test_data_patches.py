@@ -216,3 +216,34 @@ def test_with_masks_for_supervised_reference(data_small_phantoms):
     x, y, meta, m = next(iter(loader))
     assert m.shape == (4, 16, 16, 16) and m.dtype == torch.bool
     assert bool((m.flatten(1).any(1).float() == y).all())
+
+
+def test_intensity_jitter_is_seeded_and_spares_the_background():
+    from wsls.data.patch_batches import PatchBatches
+
+    rng = np.random.default_rng(0)
+    brain = np.zeros((24, 24, 24), bool)
+    brain[2:22, 2:22, 2:22] = True
+    mask = np.zeros_like(brain)
+    mask[8:14, 8:14, 8:14] = True
+    image = np.where(brain, 1.0 + rng.random((2, *brain.shape)), 0.0).astype(np.float32)
+    case = type("C", (), {"id": "c", "brain": brain, "mask": mask, "label": 1.0, "image": image})
+    config = PatchConfig(size=8, samples_per_epoch=16, min_lesion_voxels=1, intensity_jitter=0.2)
+    specs = PatchSampler([case], config, seed=3).epoch_specs(0)
+    assert all(len(s.gain) == 2 and len(s.shift) == 2 for s in specs)
+    assert specs == PatchSampler([case], config, seed=3).epoch_specs(0)  # deterministic
+    assert len({s.gain for s in specs}) == len(specs)
+    plain = PatchSampler([case], PatchConfig(size=8, samples_per_epoch=16, min_lesion_voxels=1))
+    assert all(s.gain == () for s in plain.epoch_specs(0))
+    batches = PatchBatches(PatchSampler([case], config, seed=3), [image], batch_size=16)
+    x, _ = next(iter(batches.epoch(0)))
+    for patch, spec in zip(x.numpy(), specs, strict=True):
+        raw = image[:, spec.corner[0] : spec.corner[0] + 8, spec.corner[1] : spec.corner[1] + 8,
+                    spec.corner[2] : spec.corner[2] + 8]  # fmt: skip
+        raw = raw[:, ::-1] if spec.flip else raw
+        inside = raw != 0
+        expected = raw * np.asarray(spec.gain)[:, None, None, None] + np.asarray(spec.shift)[
+            :, None, None, None
+        ]
+        np.testing.assert_allclose(patch[inside], expected[inside], rtol=1e-5)
+        assert np.all(patch[~inside] == 0)

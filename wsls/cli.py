@@ -65,9 +65,10 @@ def _baselines(names: Sequence[str]) -> tuple[str, ...]:
 def _config(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from wsls.method.config import StageSchedule, WSLSConfig
+    from wsls.method.config import StageSchedule
+    from wsls.method.presets import preset_config
 
-    config = WSLSConfig()
+    config = preset_config(args.preset)
     if args.config:
         path = Path(args.config)
         try:
@@ -77,11 +78,16 @@ def _config(args: argparse.Namespace) -> Any:
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: not valid JSON ({err})") from None
         data = data.get("method", data)  # a bundle's config.json works too
-        config = WSLSConfig.from_dict(data)
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a JSON object of settings")
+        config = config.updated(data)
     if args.modalities:
         from wsls.io.modalities import normalise_modalities
 
         config = replace(config, modalities=normalise_modalities(args.modalities))
+    for flag, value in (("--epochs", args.epochs), ("--patches", args.patches)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
     if args.epochs is not None or args.patches is not None:
         old = config.classifier
         config = replace(
@@ -91,8 +97,6 @@ def _config(args: argparse.Namespace) -> Any:
                 args.patches if args.patches is not None else old.per_epoch,
             ),
         )
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
     return config
 
 
@@ -344,7 +348,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="+", help="dataset folders or CSV manifests (each its own layout)")
     p.add_argument("--out", required=True, help="run folder (the bundle goes to OUT/bundle)")
     p.add_argument("--layout", default="auto", choices=LAYOUTS, help="dataset layout")
-    p.add_argument("--modalities", nargs="+", help="channels in order (default: flair t1c)")
+    p.add_argument(
+        "--preset",
+        default="tumour",
+        choices=("tumour", "ms", "stroke"),
+        help="the lesion type's settings (default: tumour; saved in the bundle)",
+    )
+    p.add_argument("--modalities", nargs="+", help="channels in order (default: the preset's)")
     p.add_argument("--epochs", type=int, help="classifier epochs")
     p.add_argument("--patches", type=int, help="classifier patches per epoch")
     p.add_argument("--config", help="JSON file with WSLSConfig settings (or a bundle's config)")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsls.data.patches import PatchSampler, extract_patch
+from wsls.data.patches import PatchSampler, augment, extract_patch
 
 
 class PatchBatches:
@@ -45,13 +45,12 @@ class PatchBatches:
 
     def _cut(self, spec) -> tuple[np.ndarray, np.ndarray | None]:
         patch = extract_patch(self.images[spec.source], spec.corner, self.size, self.fill)
+        patch = augment(patch, spec, self.fill)
         target = None
         if self.targets is not None:
             t = self.targets[spec.source][None].astype(np.float32)
             target = extract_patch(t, spec.corner, self.size, 0.0)[0]
-        if spec.flip:
-            patch = patch[:, ::-1]
-            target = None if target is None else target[::-1]
+            target = target[::-1] if spec.flip else target
         return patch, target
 
     def epoch(self, epoch: int, rank: int = 0, world_size: int = 1) -> Iterator[Any]:

@@ -34,6 +34,9 @@ class PatchConfig:
         case_balanced: draw a case uniformly first, then a position in it (otherwise every
             position is equally likely, so big lesions dominate).
         flip_lr: randomly mirror patches left-right (augmentation, seeded).
+        intensity_jitter: scale each channel of a patch by exp(N(0, s)) and shift it by
+            N(0, s) (in brain standard deviations; augmentation against other scanners'
+            contrasts); 0: none.
     """
 
     size: int | tuple[int, int, int] = 32
@@ -44,6 +47,7 @@ class PatchConfig:
     positive_fraction: float = 0.5
     case_balanced: bool = True
     flip_lr: bool = False
+    intensity_jitter: float = 0.0
 
     RULES = {
         "size": Rule(
@@ -57,6 +61,7 @@ class PatchConfig:
         "positive_fraction": FRACTION,
         "case_balanced": FLAG,
         "flip_lr": FLAG,
+        "intensity_jitter": Rule("float", 0.0, 1.0),
     }
 
     def __post_init__(self) -> None:
@@ -76,6 +81,21 @@ class PatchSpec(NamedTuple):
     label: float
     brain_fraction: float
     flip: bool
+    gain: tuple[float, ...] = ()  # per channel (intensity augmentation), () for none
+    shift: tuple[float, ...] = ()
+
+
+def augment(patch: np.ndarray, spec: PatchSpec, fill: float = 0.0) -> np.ndarray:
+    """``patch`` (C, p, p, p) mirrored left-right and with its channels' intensities scaled
+    and shifted as ``spec`` says (background voxels, equal to ``fill``, stay)."""
+    if spec.flip:
+        patch = patch[:, ::-1]
+    if spec.gain:
+        inside = patch != fill
+        gain = np.asarray(spec.gain, np.float32)[:, None, None, None]
+        shift = np.asarray(spec.shift, np.float32)[:, None, None, None]
+        patch = np.where(inside, patch * gain + shift, patch)
+    return np.ascontiguousarray(patch)
 
 
 @dataclass
@@ -225,6 +245,8 @@ class PatchSampler(Sampler):
         self.epoch = 0
         self.position = 0
         self.n_cases = len(cases)
+        image = getattr(cases[0], "image", None) if len(cases) else None
+        self.channels = int(np.shape(image)[0]) if image is not None else 1
         self.positions: list[CasePositions] = []
         for case in list(cases) + list(negative_cases):
             self.positions.append(
@@ -339,6 +361,14 @@ class PatchSampler(Sampler):
         order = rng.permutation(len(specs))
         flips = rng.random(len(specs)) < 0.5 if self.config.flip_lr else np.zeros(len(specs), bool)
         specs = [specs[i]._replace(flip=bool(f)) for i, f in zip(order, flips, strict=True)]
+        if self.config.intensity_jitter > 0:
+            s = self.config.intensity_jitter
+            gains = np.exp(rng.normal(0.0, s, (len(specs), self.channels)))
+            shifts = rng.normal(0.0, s, (len(specs), self.channels))
+            specs = [
+                spec._replace(gain=tuple(g.tolist()), shift=tuple(b.tolist()))
+                for spec, g, b in zip(specs, gains, shifts, strict=True)
+            ]
         self._cached_epoch, self._cached_specs = epoch, specs
         return specs
 
@@ -419,8 +449,7 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, spec: PatchSpec):
         spec = PatchSpec(*spec)
         patch = extract_patch(self._image(spec.source), spec.corner, self.size, self.fill)
-        if spec.flip:
-            patch = np.ascontiguousarray(patch[:, ::-1])
+        patch = augment(patch, spec, self.fill)
         meta = {
             "source": spec.source,
             "corner": torch.tensor(spec.corner, dtype=torch.int64),

@@ -179,8 +179,8 @@ class RegionConfig:
     connectivity: int = 6
     iou_threshold: float = 0.5
     min_score: float = 0.5
-    bound_margin: int | None = None
-    target: str = "posterior"
+    bound_margin: int | None = 6
+    target: str = "support"
 
     RULES = {
         "seeds": Rule("int", 1, 4096),
@@ -297,11 +297,16 @@ class StageSchedule:
         check_fields(self, self.RULES)
 
 
+PRESETS = ("tumour", "ms", "stroke")
+
+
 @dataclass
 class WSLSConfig:
     """Everything that defines a trained wsls model.
 
     Attributes:
+        preset: the lesion type these settings were made for (wsls.method.presets: "tumour",
+            the defaults, "ms" or "stroke").
         modalities: input channels, in order (names as in wsls.io.modalities).
         preprocess: grid and normalisation of the prepared volume, where the lesion's boundary
             is drawn (default: the scan's own resolution, brain crop, z-score).
@@ -327,19 +332,22 @@ class WSLSConfig:
         seed: seeds every stage.
     """
 
+    preset: str = "tumour"
     modalities: tuple[str, ...] = ("flair", "t1c")
     preprocess: PreprocessConfig = field(
         default_factory=lambda: PreprocessConfig(downsample=1.0, pad_to_multiple=8)
     )
     classifier_scale: int = 2
     patch: PatchConfig = field(
-        default_factory=lambda: PatchConfig(size=32, min_lesion_voxels=100, flip_lr=True)
+        default_factory=lambda: PatchConfig(
+            size=32, min_lesion_voxels=100, flip_lr=True, intensity_jitter=0.1
+        )
     )
     width: int = 16
     stages: int = 3
     head: str = "acam"
     fusion: str = "mean"
-    classifier: StageSchedule = field(default_factory=lambda: StageSchedule(6, 800))
+    classifier: StageSchedule = field(default_factory=lambda: StageSchedule(10, 800))
     baseline_classifier: StageSchedule = field(default_factory=lambda: StageSchedule(6, 800))
     batch_size: int = 8
     window_overlap: float = 0.5
@@ -351,7 +359,7 @@ class WSLSConfig:
     self_training: int = 1
     fill_holes: bool = True
     min_component: int = 0
-    keep: str = "all"
+    keep: str = "strongest"
     min_lesion_probability: float = 0.5
     quality: QualityConfig = field(default_factory=QualityConfig)
     segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
@@ -359,6 +367,7 @@ class WSLSConfig:
     seed: int = 0
 
     RULES = {
+        "preset": Rule("str", choices=PRESETS),
         "modalities": Rule("tuple", item=Rule("str"), min_length=1),
         "preprocess": NESTED,
         "classifier_scale": Rule("int", 1, 8),
@@ -398,6 +407,21 @@ class WSLSConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WSLSConfig:
         return _from_dict(cls, data)
+
+    def updated(self, changes: dict[str, Any]) -> WSLSConfig:
+        """This configuration with the settings of ``changes`` (nested as in ``to_dict``)
+        replaced; the rest kept. Validated like any configuration."""
+        return _from_dict(type(self), _merge(self.to_dict(), changes))
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def paper_variant(config: WSLSConfig) -> WSLSConfig:

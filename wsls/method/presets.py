@@ -1,0 +1,43 @@
+"""Settings that work for each kind of lesion, so a user picks a lesion type, not flags.
+
+- "tumour": gliomas (BraTS whole tumour): FLAIR + T1c, the classifier on a 2 mm view with 32^3
+  patches, regions grown near the supported estimate, one lesion kept (the component the
+  classifier points at most). The defaults of :class:`~wsls.method.config.WSLSConfig`.
+- "ms": multiple sclerosis: many small lesions: FLAIR + T1 + T2, 16^3 patches at 1 mm, a patch
+  positive from 5 lesion voxels, regions grown globally (lesions need not touch), every
+  component kept.
+- "stroke": ischaemic stroke (ISLES): DWI + ADC + FLAIR, 24^3 patches at 1 mm... as "ms" but
+  connected growth.
+
+The preset's name is saved in the bundle's configuration (``WSLSConfig.preset``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from wsls.errors import ConfigError
+from wsls.method.config import PRESETS, WSLSConfig
+
+
+def preset_config(name: str) -> WSLSConfig:
+    """The configuration of a lesion type ("tumour", "ms" or "stroke")."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset {name!r} is not one of {', '.join(PRESETS)}")
+    config = WSLSConfig()
+    if name == "tumour":
+        return config
+    patch_size, min_lesion = (16, 5) if name == "ms" else (24, 20)
+    return replace(
+        config,
+        preset=name,
+        modalities=("flair", "t1", "t2") if name == "ms" else ("dwi", "adc", "flair"),
+        classifier_scale=1,
+        patch=replace(config.patch, size=patch_size, min_lesion_voxels=min_lesion),
+        regions=replace(
+            config.regions,
+            connectivity=0 if name == "ms" else 6,
+            bound_margin=None if name == "ms" else config.regions.bound_margin,
+        ),
+        keep="all",
+    )

@@ -36,6 +36,7 @@ from wsls.data.preprocess import brain_mask  # noqa: E402
 from wsls.io.csvfile import write_csv  # noqa: E402
 from wsls.io.layouts import open_dataset
 from wsls.method.config import WSLSConfig, paper_variant  # noqa: E402
+from wsls.method.presets import preset_config  # noqa: E402
 from wsls.method.segment import segment_volume  # noqa: E402
 from wsls.method.trained import load_models, save_models  # noqa: E402
 from wsls.metrics import evaluate as case_metrics  # noqa: E402
@@ -234,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", nargs="+", help="cross-dataset: training folders")
     parser.add_argument("--test", nargs="+", help="cross-dataset: test folders")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--modalities", nargs="+", default=["flair", "t1c"])
+    parser.add_argument("--preset", default="tumour", choices=("tumour", "ms", "stroke"))
+    parser.add_argument("--modalities", nargs="+", help="default: the preset's")
+    parser.add_argument("--test-only", nargs="*", help="cross-dataset: test only these case ids")
     parser.add_argument("--variants", nargs="+", default=["wsls", "paper"], choices=list(VARIANTS))
     parser.add_argument("--only-folds", type=int, nargs="*", help="run only these (1-based)")
     parser.add_argument(
@@ -249,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either --data (k-fold) or --train and --test (cross-dataset)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = with_overrides(WSLSConfig(modalities=tuple(args.modalities)), args.set)
+    config = preset_config(args.preset)
+    if args.modalities:
+        config = replace(config, modalities=tuple(args.modalities))
+    config = with_overrides(config, args.set)
     cache = VolumeCache(config.preprocess, out / "cache")
     start = time.perf_counter()
     if args.data:
@@ -267,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             _load_items(args.train, config.modalities),
             _load_items(args.test, config.modalities),
         )
+        if args.test_only:
+            test = [it for it in test if it.light.id in set(args.test_only)]
         plan = [("cross", train, test)]
     rows = []
     for i, (name, train, test) in enumerate(plan, start=1):

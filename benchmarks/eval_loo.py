@@ -28,7 +28,7 @@ from wsls.data.preprocess import preprocess
 from wsls.io.layouts import open_dataset
 from wsls.method.config import WSLSConfig
 from wsls.method.maps import coarse_view_maps
-from wsls.method.segment import segment_volume
+from wsls.method.segment import segment_volume, to_device
 from wsls.metrics import dice, sensitivity, specificity
 from wsls.training.pipeline import train_wsls
 
@@ -41,6 +41,12 @@ def scores(pred, truth, brain) -> dict:
         "sensitivity": sensitivity(pred, truth, brain),
         "specificity": specificity(pred, truth, brain),
     }
+
+
+def loc_map(net, prepared, config) -> np.ndarray:
+    """A classifier's localisation map of a prepared case, on the host."""
+    x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
+    return coarse_view_maps(net, x, b, config)[1].numpy()
 
 
 def tuned_threshold(maps, prepared) -> float:
@@ -123,9 +129,9 @@ def main() -> None:
             if key in models.baselines:
                 maps[name] = models.baselines[key]
         for name, net in maps.items():  # on the coarse view the classifiers trained on
-            train_maps = [coarse_view_maps(net, p.image, p.brain, config)[1] for p in train]
+            train_maps = [loc_map(net, p, config) for p in train]
             t = tuned_threshold(train_maps, train)
-            test_map = coarse_view_maps(net, prep.image, prep.brain, config)[1]
+            test_map = loc_map(net, prep, config)
             row[name] = {
                 **scores(prep.to_original((test_map >= t) & prep.brain), case.mask, brain),
                 "threshold": t,

@@ -240,3 +240,26 @@ def test_ms_las_mask_has_the_ground_truth_geometry(api_models, data_shared, tmp_
     assert nib.aff2axcodes(written.affine) == ("L", "A", "S")
     flair = np.asarray(nib.load(str(folder / "FLAIR.nii.gz")).dataobj)
     _assert_inside(seg.acam, flair > 0)
+
+
+def test_segment_calls_the_growth_scoring_and_nms_ops(api_run, api_models):
+    """wsls.segment reaches the custom ops (on the CPU here; the same code path on a GPU)."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls: Counter = Counter()
+
+    class CountOps(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.namespace == "wsls":
+                calls[func.__name__.split(".")[0]] += 1
+            return func(*args, **(kwargs or {}))
+
+    with CountOps():
+        seg = wsls.segment(_case_files(api_run)[1], api_models, device="cpu")
+    lambdas = len(api_models.config.regions.lambdas)
+    assert seg.candidates.threshold is not None
+    assert calls["affinity_grow"] == lambdas  # every lambda of the grid, all seeds at once
+    assert calls["candidate_scores"] == lambdas and calls["mask_nms"] == lambdas
+    assert calls["attention_cam"] >= 1  # the classifier's maps

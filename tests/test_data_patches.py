@@ -242,8 +242,9 @@ def test_intensity_jitter_is_seeded_and_spares_the_background():
                     spec.corner[2] : spec.corner[2] + 8]  # fmt: skip
         raw = raw[:, ::-1] if spec.flip else raw
         inside = raw != 0
-        expected = raw * np.asarray(spec.gain)[:, None, None, None] + np.asarray(spec.shift)[
-            :, None, None, None
-        ]
+        expected = (
+            raw * np.asarray(spec.gain)[:, None, None, None]
+            + np.asarray(spec.shift)[:, None, None, None]
+        )
         np.testing.assert_allclose(patch[inside], expected[inside], rtol=1e-5)
         assert np.all(patch[~inside] == 0)

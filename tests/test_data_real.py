@@ -61,3 +61,27 @@ def test_negatives_are_scarce_at_48_cubed(data_brats_cases):
     assert sum(r["negatives"] == 0 for r in big.report()) == 3
     small = PatchSampler(prepared, PatchConfig(size=32))
     assert all(r["negatives"] > 0 and r["positives"] > 0 for r in small.report())
+
+
+@pytest.mark.slow
+def test_torch_em_matches_the_numpy_em_on_shared_cases(data_shared):
+    """On each shared BraTS case, with a map that hits the tumour's edge (as CAMs do), the torch
+    intensity model and the numpy one it replaced (tests/numpy_em.py) give the same mask."""
+    import torch
+    from numpy_em import lesion_posterior as numpy_posterior
+    from scipy import ndimage as ndi
+
+    from wsls.method.intensity import lesion_posterior
+
+    worst = 0.0
+    for ref in open_dataset(data_shared / "brats2015"):
+        prepared = preprocess(ref.load(), PreprocessConfig(pad_to_multiple=8))
+        core = ndi.binary_erosion(prepared.mask, iterations=6)  # part of the tumour only
+        weak = ndi.gaussian_filter(core.astype(np.float32), 3)
+        weak /= weak.max()
+        T = torch.from_numpy
+        ours = lesion_posterior(T(prepared.image), T(prepared.brain), T(weak)).numpy()
+        theirs = numpy_posterior(prepared.image, prepared.brain, weak)
+        worst = max(worst, float(np.abs(ours - theirs).max()))
+        assert np.array_equal(ours >= 0.5, theirs >= 0.5), ref.id
+    assert worst < 1e-6, worst  # measured: at most 6e-11

@@ -23,7 +23,7 @@ import torch
 from wsls.errors import DataError, UserError
 from wsls.inputs import array_device, to_case
 from wsls.method.trained import TrainedModels, bundle_path, load_models
-from wsls.runtime import on_device, resolve_device
+from wsls.runtime import resolve_device
 from wsls.segmentation import Candidates, Segmentation, prepared_to_file_voxels
 
 ModelLike = Any  # a TrainedModels, or a bundle (or run) folder
@@ -122,8 +122,7 @@ def segment(
     if not prepared.brain.any():
         raise DataError(case.id, "no brain voxels found (is the image empty or constant?)")
     ready = time.perf_counter()
-    classifier = on_device(models.classifier, dev)
-    embedding = on_device(models.embedding, dev)
+    classifier, embedding = models.classifier.to(dev), models.embedding.to(dev)
     result = segment_volume(classifier, embedding, prepared.image, prepared.brain, config)
     done = time.perf_counter()
     segmentation = _on_input_grid(case, prepared, result)

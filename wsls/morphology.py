@@ -1,92 +1,184 @@
-"""Connected components and hole filling on (H, W, D) bool masks: the one place wsls keeps,
-drops or fills parts of a mask (baselines, brain masks, the method's post-processing)."""
+"""Image morphology on (H, W, D) volumes, wherever they live: connected components, hole
+filling, dilation, Gaussian smoothing; the one place wsls keeps, drops or fills parts of a mask.
+
+Every function takes a numpy array or a torch tensor and returns the same kind on the same
+device. numpy arrays and CPU tensors go through scipy.ndimage (a CPU tensor shares its memory
+with the numpy view: no copy); CUDA tensors go through CuPy's ``cupyx.scipy.ndimage`` by DLPack,
+without copies. CuPy is optional (``pip install wsls[gpu]``): without it a CUDA tensor makes
+the round trip to the host, with one warning per process.
+"""
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import numpy as np
+
+_WARNED = []
+
+
+def _cupy() -> Any:
+    """The cupy module, or None when it is not installed or unusable."""
+    try:
+        import cupy  # noqa: F401
+        import cupyx.scipy.ndimage  # noqa: F401
+    except Exception:  # noqa: BLE001 - any failure to import means: not available
+        return None
+    return cupy
+
+
+def _to_backend(x: Any) -> tuple[Any, Any, Any]:
+    """(array in the backend, scipy-like ndimage module, function back to x's kind)."""
+    from scipy import ndimage as ndi
+
+    if isinstance(x, np.ndarray):
+        return x, ndi, lambda a: a
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        return np.asarray(x), ndi, lambda a: a
+    if x.device.type == "cpu":
+        return x.numpy(), ndi, lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    cupy = _cupy()
+    if cupy is not None:
+        import cupyx.scipy.ndimage as cndi
+
+        return cupy.from_dlpack(x.contiguous()), cndi, torch.from_dlpack
+    if not _WARNED:
+        warnings.warn(
+            "CuPy is not installed: morphology on CUDA tensors runs on the host (pip install "
+            "wsls[gpu] keeps it on the GPU)",
+            stacklevel=3,
+        )
+        _WARNED.append(True)
+    device = x.device
+    return x.cpu().numpy(), ndi, lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+
+def _xp(a: Any) -> Any:
+    """numpy or cupy: the array library of a backend array."""
+    return np if isinstance(a, np.ndarray) else __import__("cupy")
 
 
 def _structure(connectivity: int) -> np.ndarray:
-    from scipy import ndimage as ndi
-
     if connectivity not in (6, 18, 26):
         raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    from scipy import ndimage as ndi
+
     return ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
 
 
-def label(mask: np.ndarray, connectivity: int = 6) -> tuple[np.ndarray, int]:
-    """(labels (H, W, D) int32, 0 = background, count) of the mask's connected components."""
-    from scipy import ndimage as ndi
+def _label(a: Any, ndi: Any, connectivity: int) -> tuple[Any, int]:
+    structure = _xp(a).asarray(_structure(connectivity))
+    labels, count = ndi.label(a.astype(bool), structure=structure)
+    return labels, int(count)
 
-    return ndi.label(np.asarray(mask, bool), structure=_structure(connectivity))
+
+def label(mask: Any, connectivity: int = 6) -> tuple[Any, int]:
+    """(labels (H, W, D), 0 = background, count) of the mask's connected components."""
+    a, ndi, back = _to_backend(mask)
+    labels, count = _label(a, ndi, connectivity)
+    return back(labels), count
 
 
 def component_sizes(labels: np.ndarray, count: int) -> np.ndarray:
-    """(count + 1,) voxels per label (index 0: background)."""
-    return np.bincount(labels.ravel(), minlength=count + 1)
+    """(count + 1,) voxels per label (index 0: background) of a numpy label volume."""
+    return np.bincount(np.asarray(labels).ravel(), minlength=count + 1)
 
 
-def largest_component(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:
-    """The largest connected component of a bool mask (a copy; empty stays empty)."""
-    labels, count = label(mask, connectivity)
-    if count <= 1:
-        return np.asarray(mask, bool).copy()
-    sizes = component_sizes(labels, count)
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))
-
-
-def strongest_component(
-    mask: np.ndarray, weights: np.ndarray, connectivity: int = 26
-) -> np.ndarray:
-    """The connected component of ``mask`` with the largest sum of ``weights`` (a copy; empty
-    stays empty)."""
-    labels, count = label(mask, connectivity)
-    if count <= 1:
-        return np.asarray(mask, bool).copy()
-    mass = np.bincount(
-        labels.ravel(), weights=np.asarray(weights, np.float64).ravel(), minlength=count + 1
-    )
-    mass[0] = -np.inf
-    return labels == int(np.argmax(mass))
-
-
-def dilate(mask: np.ndarray, voxels: int) -> np.ndarray:
-    """``mask`` grown by ``voxels`` steps of 6-connected dilation."""
-    from scipy import ndimage as ndi
-
-    if voxels <= 0 or not mask.any():
-        return np.asarray(mask, bool).copy()
-    return ndi.binary_dilation(mask, iterations=voxels)
-
-
-def drop_small_components(mask: np.ndarray, min_size: int, connectivity: int = 6) -> np.ndarray:
-    """The mask without its connected components of fewer than ``min_size`` voxels."""
-    if min_size <= 1 or not mask.any():
-        return np.asarray(mask, bool).copy()
-    labels, count = label(mask, connectivity)
-    keep = component_sizes(labels, count) >= min_size
+def _keep(a: Any, ndi: Any, back: Any, connectivity: int, choose) -> Any:
+    """The components of backend mask ``a`` that ``choose(labels, count, xp)`` marks (a bool
+    array over the labels, index 0 ignored)."""
+    labels, count = _label(a, ndi, connectivity)
+    xp = _xp(a)
+    if count == 0:
+        return back(xp.zeros(a.shape, dtype=bool))
+    keep = choose(labels, count, xp)
     keep[0] = False
-    return keep[labels]
+    return back(keep[labels])
 
 
-def components_touching(mask: np.ndarray, marks: np.ndarray, connectivity: int = 6) -> np.ndarray:
+def largest_component(mask: Any, connectivity: int = 26) -> Any:
+    """The largest connected component of a bool mask (empty stays empty)."""
+    a, ndi, back = _to_backend(mask)
+
+    def choose(labels, count, xp):
+        sizes = xp.bincount(labels.ravel(), minlength=count + 1)
+        sizes[0] = 0
+        keep = xp.zeros(count + 1, dtype=bool)
+        keep[int(sizes.argmax())] = True
+        return keep
+
+    return _keep(a, ndi, back, connectivity, choose)
+
+
+def strongest_component(mask: Any, weights: Any, connectivity: int = 26) -> Any:
+    """The connected component of ``mask`` with the largest sum of ``weights`` (same kind and
+    device as ``mask``; empty stays empty)."""
+    a, ndi, back = _to_backend(mask)
+    w = _to_backend(weights)[0]
+
+    def choose(labels, count, xp):
+        mass = xp.bincount(
+            labels.ravel(), weights=w.ravel().astype(xp.float64), minlength=count + 1
+        )
+        mass[0] = -xp.inf
+        keep = xp.zeros(count + 1, dtype=bool)
+        keep[int(mass.argmax())] = True
+        return keep
+
+    return _keep(a, ndi, back, connectivity, choose)
+
+
+def drop_small_components(mask: Any, min_size: int, connectivity: int = 6) -> Any:
+    """The mask without its connected components of fewer than ``min_size`` voxels."""
+    a, ndi, back = _to_backend(mask)
+    if min_size <= 1:
+        return back(a.astype(bool))
+
+    def choose(labels, count, xp):
+        return xp.bincount(labels.ravel(), minlength=count + 1) >= min_size
+
+    return _keep(a, ndi, back, connectivity, choose)
+
+
+def components_touching(mask: Any, marks: Any, connectivity: int = 6) -> Any:
     """The connected components of ``mask`` that hold at least one voxel of ``marks``."""
-    labels, count = label(mask, connectivity)
-    hit = np.zeros(count + 1, dtype=bool)
-    hit[np.unique(labels[np.asarray(marks, bool) & (labels > 0)])] = True
-    hit[0] = False
-    return hit[labels]
+    a, ndi, back = _to_backend(mask)
+    m = _to_backend(marks)[0].astype(bool)
+
+    def choose(labels, count, xp):
+        keep = xp.zeros(count + 1, dtype=bool)
+        keep[labels[m & (labels > 0)]] = True
+        return keep
+
+    return _keep(a, ndi, back, connectivity, choose)
 
 
-def fill_holes(mask: np.ndarray, slicewise: bool = False) -> np.ndarray:
+def fill_holes(mask: Any, slicewise: bool = False) -> Any:
     """Fill enclosed holes in 3D; with ``slicewise`` also holes enclosed in any axial, coronal
     or sagittal slice (a hole open in 3D through one thin gap is still closed in the slices)."""
-    from scipy import ndimage as ndi
-
-    mask = ndi.binary_fill_holes(np.asarray(mask, bool))
+    a, ndi, back = _to_backend(mask)
+    xp = _xp(a)
+    a = ndi.binary_fill_holes(a.astype(bool))
     if slicewise:
         for axis in range(3):
-            moved = np.moveaxis(mask, axis, 0)
-            mask = np.moveaxis(np.stack([ndi.binary_fill_holes(s) for s in moved]), 0, axis)
-    return mask
+            moved = xp.moveaxis(a, axis, 0)
+            a = xp.moveaxis(xp.stack([ndi.binary_fill_holes(s) for s in moved]), 0, axis)
+    return back(a)
+
+
+def dilate(mask: Any, voxels: int) -> Any:
+    """``mask`` grown by ``voxels`` steps of 6-connected dilation."""
+    a, ndi, back = _to_backend(mask)
+    a = a.astype(bool)
+    if voxels <= 0 or not bool(a.any()):
+        return back(a.copy())
+    return back(ndi.binary_dilation(a, iterations=voxels))
+
+
+def gaussian_filter(volume: Any, sigma: float) -> Any:
+    """A volume smoothed by a Gaussian of ``sigma`` voxels (scipy's reflecting borders)."""
+    a, ndi, back = _to_backend(volume)
+    return back(ndi.gaussian_filter(a, sigma))

@@ -38,23 +38,36 @@ class CaseContext:
             self._done[key] = compute()
         return self._done[key]
 
-    def coarse_maps(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """The method's classifier on its coarse view: (CAM, ACAM, probability)."""
-        from wsls.method.maps import coarse_view_maps
+    def tensors(self):
+        """The prepared volume and brain on the method's device (copied once)."""
+        from wsls.method.segment import method_device, to_device
 
-        m, p = self.models, self.prepared
+        p = self.prepared
         return self.once(
-            "coarse", lambda: coarse_view_maps(m.classifier, p.image, p.brain, m.config)
+            "tensors", lambda: to_device(p.image, p.brain, method_device(self.models.classifier))
         )
 
+    def coarse_maps(self) -> tuple[Any, Any, float]:
+        """The method's classifier on its coarse view: (CAM, ACAM, probability), tensors."""
+        from wsls.method.maps import coarse_view_maps
+
+        m = self.models
+        return self.once(
+            "coarse", lambda: coarse_view_maps(m.classifier, *self.tensors(), m.config)
+        )
+
+    def acam(self) -> np.ndarray:
+        return self.once("acam", lambda: self.coarse_maps()[1].cpu().numpy())
+
     def volume_maps(self):
+        """The method's maps (ACAM and intensity posterior), on the device."""
         from wsls.method.intensity import intensity_posterior
         from wsls.method.segment import VolumeMaps
 
         def compute():
             cam, acam, probability = self.coarse_maps()
-            p = self.prepared
-            posterior = intensity_posterior(p.image, p.brain, acam, self.models.config)
+            x, b = self.tensors()
+            posterior = intensity_posterior(x, b, acam, self.models.config)
             return VolumeMaps(acam, cam, probability, posterior)
 
         return self.once("maps", compute)
@@ -74,9 +87,9 @@ class CaseContext:
         from wsls.method.maps import coarse_view_maps
 
         net = self.models.baselines[net_name]
-        p = self.prepared
         return self.once(
-            net_name, lambda: coarse_view_maps(net, p.image, p.brain, self.models.config)[1]
+            net_name,
+            lambda: coarse_view_maps(net, *self.tensors(), self.models.config)[1].cpu().numpy(),
         )
 
     def unet_probability(self, net_name: str) -> np.ndarray:
@@ -122,7 +135,7 @@ METHODS: tuple[EvalMethod, ...] = (
         TUNED,
         figure="heat",
     ),
-    EvalMethod(ACAM, LOCALISATION, None, lambda c: c.coarse_maps()[1], TUNED, figure="heat"),
+    EvalMethod(ACAM, LOCALISATION, None, lambda c: c.acam(), TUNED, figure="heat"),
     EvalMethod(WS_UNET, SEGMENTATION, "ws_unet", lambda c: c.unet_probability("ws_unet"), FIXED),
     EvalMethod(
         WS_UNET_TUNED, SEGMENTATION, "ws_unet", lambda c: c.unet_probability("ws_unet"), TUNED

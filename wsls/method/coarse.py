@@ -28,17 +28,22 @@ class CoarseCase:
     label: float | None
 
 
-def _pool(array: np.ndarray, factor: int) -> np.ndarray:
-    """Block means of the last three axes (padded at the far end with the edge value)."""
-    lead = array.shape[:-3]
-    x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(
-        1, -1, *array.shape[-3:]
-    )
-    pad = [(-s) % factor for s in array.shape[-3:]]
+def _pool_tensor(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Block means of the last three axes of (..., H, W, D) (padded at the far end with the
+    edge value), on the tensor's device."""
+    lead = x.shape[:-3]
+    x = x.float().reshape(1, -1, *x.shape[-3:])
+    pad = [(-s) % factor for s in x.shape[-3:]]
     if any(pad):
         x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
     out = F.avg_pool3d(x, factor)
-    return out.numpy().reshape(*lead, *out.shape[-3:])
+    return out.reshape(*lead, *out.shape[-3:])
+
+
+def _pool(array: np.ndarray, factor: int) -> np.ndarray:
+    return _pool_tensor(
+        torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), factor
+    ).numpy()
 
 
 def coarse_case(case, factor: int) -> CoarseCase:
@@ -51,14 +56,17 @@ def coarse_case(case, factor: int) -> CoarseCase:
     )
 
 
-def coarse_image(image: np.ndarray, factor: int) -> np.ndarray:
-    return image if factor == 1 else _pool(image, factor)
+def coarse_image(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """(C, H, W, D) -> the classifier's (C, h, w, d) view, on the image's device."""
+    return image.float() if factor == 1 else _pool_tensor(image, factor)
 
 
-def upsample(values: np.ndarray, factor: int, shape: tuple[int, int, int]) -> np.ndarray:
-    """(h, w, d) coarse map -> (H, W, D) on the fine grid (trilinear, block centres aligned)."""
+def upsample(values: torch.Tensor, factor: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    """(h, w, d) coarse map -> (H, W, D) on the fine grid (trilinear, block centres aligned),
+    on the map's device."""
     if factor == 1:
         return values
-    x = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
-    up = F.interpolate(x, scale_factor=factor, mode="trilinear", align_corners=False)[0, 0]
-    return up[: shape[0], : shape[1], : shape[2]].numpy()
+    up = F.interpolate(
+        values[None, None].float(), scale_factor=factor, mode="trilinear", align_corners=False
+    )[0, 0]
+    return up[: shape[0], : shape[1], : shape[2]]

@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from wsls.method.config import ConfidentConfig
-from wsls.morphology import components_touching
+from wsls.morphology import components_touching, dilate
 
 
 class ConfidentVoxels(NamedTuple):
@@ -31,8 +32,13 @@ class ConfidentVoxels(NamedTuple):
         return int((self.labels == 1).sum()), int((self.labels == 0).sum())
 
 
-def _subsample(mask: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    idx = np.flatnonzero(mask)
+def _subsample(mask, n: int, rng: np.random.Generator) -> np.ndarray:
+    """At most n flat indices of the mask's voxels, drawn by ``rng``, on the host (the draw is
+    numpy's, so a volume on a GPU gives the same voxels as on the CPU)."""
+    if isinstance(mask, np.ndarray):
+        idx = np.flatnonzero(mask)
+    else:  # a tensor: its voxel indices come to the host (a few MB at most)
+        idx = torch.nonzero(mask.flatten()).squeeze(1).cpu().numpy()
     if idx.size > n:
         idx = rng.choice(idx, size=n, replace=False)
     return np.sort(idx)
@@ -68,9 +74,10 @@ def select_confident(
         brain: (H, W, D) bool; only brain voxels are picked.
         posterior: (H, W, D) EM lesion posterior; required by the refined rule.
         config: the rule and its thresholds.
+        (numpy arrays, or tensors on one device.)
+    Returns:
+        The voxels on the host (numpy).
     """
-    from scipy import ndimage as ndi
-
     config = config or ConfidentConfig()
     rng = np.random.default_rng(seed)
     if config.rule == "paper":
@@ -85,7 +92,7 @@ def select_confident(
         lesion = support & (posterior >= config.lesion_posterior)
         normal = (weak_map <= config.normal_map) & (posterior <= config.normal_posterior) & brain
         estimate = support | ((weak_map >= config.lesion_map) & brain)
-        near = ndi.binary_dilation(estimate, iterations=config.band) & ~estimate
+        near = dilate(estimate, config.band) & ~estimate
         n_band = int(round(config.budget * config.band_fraction))
         band_idx = _subsample(normal & near, n_band, rng)
         rest = normal & ~near

@@ -34,15 +34,11 @@ class EMConfig:
     seed_high, seed_low: map values whose voxels initialise the lesion and normal classes.
     fit_voxels: the Gaussians are fitted on at most this many brain voxels (evenly spaced in
         raster order); the posterior is then computed for every voxel.
-    support_rounds: refits of the pipeline's support refinement (wsls.method.segment
+    support_rounds: refits of the support refinement (wsls.method.intensity
         .intensity_posterior): the posterior's lesion components that the ACAM hits become the
         prior of the next fit; 0 fits once, on the ACAM alone.
     support_tolerance: the refinement stops once the supported estimate changes by less than
         this share of its voxels.
-    mrf_strength, mrf_iterations, mrf_sigma: a spatial prior between neighbours (mean field):
-        each of ``mrf_iterations`` rounds adds ``mrf_strength`` * (2 q - 1) to a voxel's log
-        odds, q the lesion share of its neighbourhood (Gaussian of ``mrf_sigma`` voxels);
-        0 strength: voxels are independent given the map.
     """
 
     iterations: int = 30
@@ -57,9 +53,6 @@ class EMConfig:
     fit_voxels: int = 200_000
     support_rounds: int = 5
     support_tolerance: float = 0.02
-    mrf_strength: float = 0.0
-    mrf_iterations: int = 5
-    mrf_sigma: float = 1.0
 
     RULES = {
         "iterations": Rule("int", 1, 1000),
@@ -80,9 +73,6 @@ class EMConfig:
         "fit_voxels": Rule("int", 100),
         "support_rounds": Rule("int", 0, 50),
         "support_tolerance": FRACTION,
-        "mrf_strength": Rule("float", 0.0, 20.0),
-        "mrf_iterations": Rule("int", 0, 50),
-        "mrf_sigma": Rule("float", 0.1, 10.0),
     }
 
     def __post_init__(self) -> None:
@@ -260,15 +250,13 @@ class QualityConfig:
     """Bounds of the quality verdict (wsls.method.quality): a segmentation is flagged when
     the classifier's probability is under ``min_probability``, the mask covers more than
     ``max_brain_fraction`` of the brain, its lesion-modality contrast with a ``shell``-voxel
-    band around it is under ``min_contrast`` brain standard deviations, under
-    ``min_evidence_inside`` of the strong ACAM lies inside it, or it exceeds
+    band around it is under ``min_contrast`` brain standard deviations, or it exceeds
     ``max_over_support`` times the supported lesion estimate."""
 
     min_probability: float = 0.9
     max_brain_fraction: float = 0.3
     min_contrast: float = 1.0
     shell: int = 5
-    min_evidence_inside: float = 0.5
     max_over_support: float = 1.5
 
     RULES = {
@@ -276,7 +264,6 @@ class QualityConfig:
         "max_brain_fraction": FRACTION,
         "min_contrast": Rule("float"),
         "shell": Rule("int", 1, 50),
-        "min_evidence_inside": FRACTION,
         "max_over_support": POSITIVE,
     }
 
@@ -328,6 +315,8 @@ class WSLSConfig:
             lesion such as a glioma).
         min_lesion_probability: a volume whose best window scores below this gets an empty mask.
         quality: the bounds of the quality verdict.
+        bf16: run the networks under bf16 autocast on CUDA when segmenting (the ops and the
+            intensity model stay in float32/float64); no effect on the CPU.
         segmenter, segmenter_schedule: the WS-UNet and S-UNet baselines.
         seed: seeds every stage.
     """
@@ -362,6 +351,7 @@ class WSLSConfig:
     keep: str = "strongest"
     min_lesion_probability: float = 0.5
     quality: QualityConfig = field(default_factory=QualityConfig)
+    bf16: bool = True
     segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
     segmenter_schedule: StageSchedule = field(default_factory=lambda: StageSchedule(4, 400))
     seed: int = 0
@@ -391,6 +381,7 @@ class WSLSConfig:
         "keep": Rule("str", choices=("all", "strongest")),
         "min_lesion_probability": FRACTION,
         "quality": NESTED,
+        "bf16": FLAG,
         "segmenter": NESTED,
         "segmenter_schedule": NESTED,
         "seed": Rule("int", 0, 2**31 - 1),

@@ -1,4 +1,5 @@
-"""A Gaussian mixture on voxel intensities with the weak map as spatial prior.
+"""A Gaussian mixture on voxel intensities with the weak map as spatial prior, in torch on the
+volume's device.
 
 "Locate with the weak maps, let intensity draw the boundary" (DESIGN section 8): the smoothed
 ACAM says roughly where the lesion is; EM fits lesion and normal-tissue Gaussians to the
@@ -11,37 +12,47 @@ lesion (FLAIR for tumours and MS lesions, DWI for strokes). Adding modalities th
 of it (T1c enhances only a tumour's rim) made the posterior worse on the shared BraTS cases, and
 picking the modality that best separates the map's hot voxels from its cold ones picked T1c
 whenever the ACAM sat on the enhancing rim.
+
+The statistics are float64 on every device, so the CPU and a GPU fit the same mixture.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
+import torch
+from torch import Tensor
+
+from wsls import morphology
 from wsls.method.confident import supported_lesion
 from wsls.method.config import EMConfig, WSLSConfig
 
 
-def _gauss_logpdf(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+def _gauss_logpdf(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
     d = x.shape[1]
     if d == 1:  # the default (one modality): no factorisation, no triangular solve
-        var = float(cov[0, 0]) + 1e-4
-        z = (x[:, 0] - mean[0]) / np.sqrt(var)
-        return -0.5 * z * z - 0.5 * np.log(2 * np.pi * var)
-    cov = cov + 1e-4 * np.eye(d)
-    chol = np.linalg.cholesky(cov)
-    z = np.linalg.solve(chol, (x - mean).T)
-    return -0.5 * (z * z).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * d * np.log(2 * np.pi)
+        var = cov[0, 0] + 1e-4
+        z = (x[:, 0] - mean[0]) / torch.sqrt(var)
+        return -0.5 * z * z - 0.5 * torch.log(2 * math.pi * var)
+    cov = cov + 1e-4 * torch.eye(d, dtype=cov.dtype, device=cov.device)
+    chol = torch.linalg.cholesky(cov)
+    z = torch.linalg.solve_triangular(chol, (x - mean).T, upper=False)
+    return (
+        -0.5 * (z * z).sum(0)
+        - torch.log(torch.diagonal(chol)).sum()
+        - 0.5 * d * math.log(2 * math.pi)
+    )
 
 
-def _weighted_stats(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    total = max(float(w.sum()), 1e-8)
+def _weighted_stats(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    total = w.sum().clamp_min(1e-8)
     mean = (w[:, None] * x).sum(0) / total
     diff = x - mean
     cov = (w[:, None] * diff).T @ diff / total
     return mean, cov
 
 
-def discriminative_channel(values: np.ndarray, hot: np.ndarray, cold: np.ndarray) -> int:
+def discriminative_channel(values: Tensor, hot: Tensor, cold: Tensor) -> int:
     """The channel (column of values (N, C)) whose hot and cold voxels differ most, in units of
     their pooled standard deviation."""
     best, best_score = 0, -1.0
@@ -49,109 +60,118 @@ def discriminative_channel(values: np.ndarray, hot: np.ndarray, cold: np.ndarray
         a, b = values[hot, c], values[cold, c]
         if len(a) < 2 or len(b) < 2:
             continue
-        score = abs(a.mean() - b.mean()) / np.sqrt(0.5 * (a.var() + b.var()) + 1e-8)
+        var = 0.5 * (a.var(unbiased=False) + b.var(unbiased=False)) + 1e-8
+        score = float((a.mean() - b.mean()).abs() / torch.sqrt(var))
         if score > best_score:
             best, best_score = c, score
     return best
 
 
-def _init_components(x, weights, n) -> list[list]:
+def _init_components(x: Tensor, weights: Tensor, n: int) -> list[list]:
     """n Gaussians initialised on quantile bands of the first feature of the weighted voxels."""
     sel = weights > 0
-    edges = np.quantile(x[sel, 0], np.linspace(0, 1, n + 1)) if sel.any() else np.zeros(n + 1)
+    if sel.any():
+        edges = torch.quantile(
+            x[sel, 0], torch.linspace(0, 1, n + 1, dtype=x.dtype, device=x.device)
+        )
+    else:
+        edges = torch.zeros(n + 1, dtype=x.dtype, device=x.device)
     comps = []
     for k in range(n):
         band = sel & (x[:, 0] >= edges[k]) & (x[:, 0] <= edges[k + 1])
-        w = weights * band if band.sum() >= 10 else weights
+        w = weights * band if int(band.sum()) >= 10 else weights
         comps.append([*_weighted_stats(x, w), 1.0 / n])
     return comps
 
 
+def _channels(values: Tensor, hot: Tensor, cold: Tensor, channels) -> Tensor:
+    if channels == "first":
+        return values[:, :1]
+    if channels == "auto":
+        return values[:, [discriminative_channel(values, hot, cold)]]
+    if channels == "all":
+        return values
+    return values[:, list(channels)]
+
+
 def lesion_posterior(
-    image: np.ndarray, brain: np.ndarray, weak_map: np.ndarray, config: EMConfig | None = None
-) -> np.ndarray:
+    image: Tensor, brain: Tensor, weak_map: Tensor, config: EMConfig | None = None
+) -> Tensor:
     """Posterior probability of lesion per voxel.
 
     Args:
-        image: (C, H, W, D) normalised modalities.
-        brain: (H, W, D) bool.
-        weak_map: (H, W, D) in [0, 1] (ACAM).
+        image: (C, H, W, D) normalised modalities; brain: (H, W, D) bool; weak_map: (H, W, D)
+            in [0, 1] (ACAM); all on one device.
     Returns:
-        (H, W, D) float32 in [0, 1], zero outside the brain.
+        (H, W, D) float32 in [0, 1] on that device, zero outside the brain.
     """
-    from scipy import ndimage as ndi
-
     config = config or EMConfig()
-    out = np.zeros(brain.shape, dtype=np.float32)
-    if brain.sum() < 20:
+    out = torch.zeros(brain.shape, dtype=torch.float32, device=brain.device)
+    n = int(brain.sum())
+    if n < 20:
         return out
-    smooth = ndi.gaussian_filter(weak_map.astype(np.float32), config.smooth_sigma)[brain]
+    smooth = morphology.gaussian_filter(weak_map.float(), config.smooth_sigma)[brain]
     peak = smooth.max()
     smooth = smooth / peak if peak > 0 else smooth
-    prior = np.clip(smooth, config.prior_floor, config.prior_ceiling).astype(np.float64)
-    values = image[:, brain].T.astype(np.float64)  # (N, C)
+    prior = smooth.clamp(config.prior_floor, config.prior_ceiling).double()
+    values = image[:, brain].T.double()  # (N, C)
     hot, cold = smooth >= config.seed_high, smooth <= config.seed_low
-    if hot.sum() < 10 or cold.sum() < 10:  # no usable map: split at the prior's median
-        hot, cold = smooth >= np.median(smooth), smooth < np.median(smooth)
-    if config.channels == "first":
-        x = values[:, :1]
-    elif config.channels == "auto":
-        x = values[:, [discriminative_channel(values, hot, cold)]]
-    elif config.channels == "all":
-        x = values
-    else:
-        x = values[:, list(config.channels)]
-    fit = np.linspace(0, len(x) - 1, min(len(x), config.fit_voxels)).astype(np.int64)
+    if int(hot.sum()) < 10 or int(cold.sum()) < 10:  # no usable map: split at the median
+        median = smooth.double().cpu().numpy()
+        middle = (
+            float(sorted(median)[(len(median) - 1) // 2] + sorted(median)[len(median) // 2]) / 2
+        )
+        hot, cold = smooth >= middle, smooth < middle
+    x = _channels(values, hot, cold, config.channels)
+    fit = torch.linspace(0, n - 1, min(n, config.fit_voxels), dtype=torch.float64)
+    fit = fit.to(torch.int64).to(x.device)
     x_fit = x[fit]
-    normal = _init_components(x_fit, cold[fit].astype(np.float64), config.normal_components)
-    lesion = _init_components(x_fit, hot[fit].astype(np.float64), config.lesion_components)
-    log_prior = np.log1p(-prior), np.log(prior)
+    normal = _init_components(x_fit, cold[fit].double(), config.normal_components)
+    lesion = _init_components(x_fit, hot[fit].double(), config.lesion_components)
+    log_prior = torch.log1p(-prior), torch.log(prior)
     log_prior_fit = log_prior[0][fit], log_prior[1][fit]
     for _ in range(config.iterations):
         resp = _responsibilities(x_fit, log_prior_fit, normal, lesion)
         for k, comp in enumerate(normal + lesion):
             comp[0], comp[1] = _weighted_stats(x_fit, resp[k])
         for group, rows in ((normal, resp[: len(normal)]), (lesion, resp[len(normal) :])):
-            total = max(float(rows.sum()), 1e-8)
+            total = rows.sum().clamp_min(1e-8)
             for comp, r in zip(group, rows, strict=True):
-                comp[2] = max(float(r.sum()) / total, 1e-6)
-    log_odds = _log_odds(x, log_prior, normal, lesion)
-    out[brain] = _sigmoid(log_odds)
-    for _ in range(config.mrf_iterations if config.mrf_strength > 0 else 0):
-        agree = ndi.gaussian_filter(out, config.mrf_sigma)[brain]  # neighbours' lesion share
-        out[brain] = _sigmoid(log_odds + config.mrf_strength * (2.0 * agree - 1.0))
+                comp[2] = (r.sum() / total).clamp_min(1e-6)
+    out[brain] = torch.sigmoid(_log_odds(x, log_prior, normal, lesion)).float()
     return out
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+def _class_log(x: Tensor, group: list[list], log_p: Tensor) -> Tensor:
+    logs = torch.stack(
+        [
+            torch.log(torch.as_tensor(pi, dtype=x.dtype)) + _gauss_logpdf(x, m, c)
+            for m, c, pi in group
+        ]
+    )
+    return log_p + torch.logsumexp(logs, dim=0)
 
 
-def _log_odds(x, log_prior, normal, lesion) -> np.ndarray:
+def _log_odds(x: Tensor, log_prior, normal, lesion) -> Tensor:
     """(N,) log of P(lesion | x) / P(normal | x) with the spatial prior, for the voxels x."""
-    from scipy.special import logsumexp
-
-    def class_log(group, log_p):
-        return log_p + logsumexp(
-            [np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in group], axis=0
-        )
-
-    return class_log(lesion, log_prior[1]) - class_log(normal, log_prior[0])
+    return _class_log(x, lesion, log_prior[1]) - _class_log(x, normal, log_prior[0])
 
 
-def _responsibilities(x, log_prior, normal, lesion) -> np.ndarray:
+def _responsibilities(x: Tensor, log_prior, normal, lesion) -> Tensor:
     """(components, N) posterior of each Gaussian (normal ones first) for the voxels x (N, C)."""
-    logs = [log_prior[0] + np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in normal]
-    logs += [log_prior[1] + np.log(pi) + _gauss_logpdf(x, m, c) for m, c, pi in lesion]
-    stacked = np.stack(logs)
-    resp = np.exp(stacked - stacked.max(0))
-    resp /= resp.sum(0)
-    return resp
+    pis = [
+        torch.log(torch.as_tensor(pi, dtype=x.dtype, device=x.device))
+        for _, _, pi in normal + lesion
+    ]
+    logs = [log_prior[0] + pis[k] + _gauss_logpdf(x, m, c) for k, (m, c, _) in enumerate(normal)]
+    logs += [
+        log_prior[1] + pis[len(normal) + k] + _gauss_logpdf(x, m, c)
+        for k, (m, c, _) in enumerate(lesion)
+    ]
+    return torch.softmax(torch.stack(logs), dim=0)
 
 
-def intensity_posterior(
-    image: np.ndarray, brain: np.ndarray, acam: np.ndarray, config: WSLSConfig
-) -> np.ndarray:
+def intensity_posterior(image: Tensor, brain: Tensor, acam: Tensor, config: WSLSConfig) -> Tensor:
     """The EM lesion posterior, its prior refined by its own supported estimate.
 
     The ACAM is hot on part of a lesion only (often the rim, or one lobe of a large tumour), so
@@ -162,6 +182,9 @@ def intensity_posterior(
     refits were made. On the shared BraTS cases (held-out ACAMs) this raised the mean Dice of the
     supported estimate from 0.745 (one fit) to 0.859; components the ACAM does not hit never
     enter.
+
+    Args:
+        image (C, H, W, D), brain (H, W, D) bool, acam (H, W, D): tensors on one device.
     """
     prior, previous = acam, None
     for _ in range(config.em.support_rounds + 1):
@@ -169,9 +192,9 @@ def intensity_posterior(
         if config.em.support_rounds == 0:
             break
         support = supported_lesion(acam, brain, posterior, config.confident)
-        changed = np.count_nonzero(support ^ previous) if previous is not None else support.size
-        if changed <= config.em.support_tolerance * max(np.count_nonzero(support), 1):
+        changed = int((support ^ previous).sum()) if previous is not None else support.numel()
+        if changed <= config.em.support_tolerance * max(int(support.sum()), 1):
             break
         previous = support
-        prior = np.maximum(acam, support.astype(np.float32))
+        prior = torch.maximum(acam, support.float())
     return posterior

@@ -3,7 +3,8 @@ the classifier's coarse view, blended, upsampled to the prepared grid."""
 
 from __future__ import annotations
 
-import numpy as np
+import contextlib
+
 import torch
 from torch import Tensor
 
@@ -35,35 +36,47 @@ def classifier_maps(
     """
     model.eval()
     stride = model.spec.stride
-    best = [0.0]
+    best = [image.new_zeros(())]
 
     def run(batch: Tensor) -> Tensor:
         out = model(batch)
-        best[0] = max(best[0], torch.sigmoid(out.logits.float()).max().item())
+        best[0] = torch.maximum(best[0], torch.sigmoid(out.logits.float()).max())
         size = tuple(batch.shape[2:])
-        cam = upsample_map(out.cam, stride, size)
-        loc = upsample_map(out.maps, stride, size)
+        cam = upsample_map(out.cam.float(), stride, size)
+        loc = upsample_map(out.maps.float(), stride, size)
         return torch.stack([cam, loc], dim=1)
 
     maps = sliding_window(run, image, window, overlap, batch_size)
     loc = maps[1].clamp_min(0)
     peak = loc.max()
-    return maps[0], loc / peak if peak > 0 else loc, best[0]
+    return maps[0], loc / peak if peak > 0 else loc, float(best[0])
 
 
 def coarse_view_maps(
-    classifier: Classifier3D, image: np.ndarray, brain: np.ndarray, config: WSLSConfig
-) -> tuple[np.ndarray, np.ndarray, float]:
+    classifier: Classifier3D, image: Tensor, brain: Tensor, config: WSLSConfig
+) -> tuple[Tensor, Tensor, float]:
     """A classifier run on the coarse view it was trained on, its maps upsampled to the
     prepared grid: raw CAM; localisation map (ACAM, or CAM for the GAP/GMP baselines) zero
-    outside the brain with maximum 1; the best window's lesion probability."""
+    outside the brain with maximum 1; the best window's lesion probability.
+
+    Args:
+        image (C, H, W, D), brain (H, W, D): tensors on the classifier's device.
+    """
     factor = config.classifier_scale
-    x = torch.from_numpy(np.ascontiguousarray(coarse_image(image, factor), dtype=np.float32))
-    cam, loc, probability = classifier_maps(
-        classifier, x, window=config.patch.shape[0], overlap=config.window_overlap
-    )
-    cam = upsample(cam.numpy(), factor, brain.shape)
-    loc = np.clip(upsample(loc.numpy(), factor, brain.shape), 0, None) * brain
+    x = coarse_image(image, factor).contiguous()
+    with inference_autocast(x.device, config.bf16):
+        cam, loc, probability = classifier_maps(
+            classifier, x, window=config.patch.shape[0], overlap=config.window_overlap
+        )
+    cam = upsample(cam.float(), factor, tuple(brain.shape))
+    loc = upsample(loc.float(), factor, tuple(brain.shape)).clamp_min(0) * brain
     peak = loc.max()
-    loc = (loc / peak if peak > 0 else loc).astype(np.float32)
-    return cam, loc, probability
+    return cam, (loc / peak if peak > 0 else loc).float(), probability
+
+
+def inference_autocast(device: torch.device, bf16: bool):
+    """bf16 autocast for the networks on CUDA when asked (the ops accumulate in float32);
+    nothing on the CPU."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

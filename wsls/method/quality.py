@@ -1,9 +1,9 @@
 """The quality verdict: does a segmentation look reliable, judged without any label?
 
 The method fails in a few recognisable ways: the classifier is unsure there is a lesion (low
-probability), or points at several places; the lesion barely differs from the tissue around it
-in the lesion modality (so the intensity model cannot draw its boundary); the mask grows beyond
-what the evidence supports, or covers an implausible share of the brain. Each is measured on
+probability); the lesion barely differs from the tissue around it in the lesion modality (so the
+intensity model cannot draw its boundary); the mask grows beyond what the evidence supports, or
+covers an implausible share of the brain. Each is measured on
 the prepared grid and compared with a bound; a segmentation that passes none is "ok", any other
 is "check" with the reasons, so a user knows which masks to look at.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
+from torch import Tensor
 
 from wsls.method.config import QualityConfig
 from wsls.morphology import dilate
@@ -38,40 +38,37 @@ class Quality:
         return "ok" if self.ok else "check: " + "; ".join(self.flags)
 
 
-def _contrast(channel: np.ndarray, mask: np.ndarray, brain: np.ndarray, shell: int) -> float:
+def _contrast(channel: Tensor, mask: Tensor, brain: Tensor, shell: int) -> float:
     """Mean of ``channel`` in the mask minus its mean in a shell around it, in units of the
     brain's standard deviation."""
     around = dilate(mask, shell) & brain & ~mask
-    if not mask.any() or not around.any():
+    if not bool(mask.any()) or not bool(around.any()):
         return float("nan")
-    sd = float(channel[brain].std()) or 1.0
-    return float(channel[mask].mean() - channel[around].mean()) / sd
+    sd = float(channel[brain].double().std(unbiased=False)) or 1.0
+    return float(channel[mask].double().mean() - channel[around].double().mean()) / sd
 
 
 def assess(
-    mask: np.ndarray,
-    brain: np.ndarray,
-    image: np.ndarray,
-    acam: np.ndarray,
+    mask: Tensor,
+    brain: Tensor,
+    image: Tensor,
     probability: float,
-    support: np.ndarray | None,
+    support: Tensor | None,
     config: QualityConfig,
 ) -> Quality:
     """Judge one segmentation on the prepared grid.
 
     Args:
         mask, brain: (H, W, D) bool; image: (C, H, W, D) prepared (channel 0: the lesion
-        modality); acam: (H, W, D) in [0, 1]; probability: the classifier's; support: the
-        supported lesion estimate (None for the paper's rule).
+        modality); probability: the classifier's; support: the supported lesion estimate
+        (None for the paper's rule). Tensors on one device.
     """
     n_brain = max(int(brain.sum()), 1)
     n_mask = int(mask.sum())
-    hot = (acam >= 0.5) & brain
     measures = {
         "probability": float(probability),
         "brain_fraction": n_mask / n_brain,
         "contrast": _contrast(image[0], mask, brain, config.shell),
-        "evidence_inside": float(acam[hot & mask].sum() / max(acam[hot].sum(), 1e-6)),
     }
     if support is not None:
         measures["over_support"] = n_mask / max(int(support.sum()), 1)
@@ -86,11 +83,6 @@ def assess(
         flags.append(
             f"the lesion barely differs from the tissue around it (contrast "
             f"{measures['contrast']:.2f} sd)"
-        )
-    if n_mask and measures["evidence_inside"] < config.min_evidence_inside:
-        flags.append(
-            f"the classifier also points outside the mask ({100 * measures['evidence_inside']:.0f}"
-            " % of its evidence inside)"
         )
     if "over_support" in measures and measures["over_support"] > config.max_over_support:
         flags.append(

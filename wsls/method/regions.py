@@ -6,78 +6,82 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from wsls.method.config import RegionConfig
-from wsls.metrics import dice
 from wsls.ops import affinity_grow, candidate_scores, mask_nms
 
 
 class Regions(NamedTuple):
     """mask (H, W, D) bool union of the kept candidates; seeds (S, 3); scores (S) mean ACAM per
-    candidate; kept (M) indices in descending score; threshold: the lambda used."""
+    candidate; kept (M) indices in descending score; threshold: the lambda used. Tensors on the
+    volume's device while the method runs (``to_host`` gives numpy arrays)."""
 
-    mask: np.ndarray
-    seeds: np.ndarray
-    scores: np.ndarray
-    kept: np.ndarray
+    mask: Tensor
+    seeds: Tensor
+    scores: Tensor
+    kept: Tensor
     threshold: float
+
+    def to_host(self) -> Regions:
+        return Regions(*(v.cpu().numpy() for v in self[:4]), self.threshold)
+
+
+def _dice(a: Tensor, b: Tensor) -> float:
+    """Dice of two bool tensors (1 when both are empty)."""
+    inter = int((a & b).sum())
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * inter / total
 
 
 def grow_and_select(
     embeddings: Tensor,
-    seeds: np.ndarray,
-    acam: Tensor,
-    brain: Tensor,
+    seeds: Tensor,
+    evidence: Tensor,
+    grow: Tensor,
     threshold: float,
     config: RegionConfig,
 ) -> Regions:
-    """One lambda: grow all seeds, score, NMS, drop weak candidates, unite."""
-    shape = tuple(brain.shape)
+    """One lambda: grow all seeds inside ``grow``, score by mean ``evidence``, NMS, drop weak
+    candidates, unite. All tensors on one device."""
     if len(seeds) == 0:
-        empty = np.zeros(shape, dtype=bool)
-        return Regions(empty, seeds, np.zeros(0, np.float32), np.zeros(0, np.int64), threshold)
-    packed = affinity_grow(
-        embeddings, torch.from_numpy(seeds), threshold, config.connectivity, brain, packed=True
-    )
-    scores = candidate_scores(packed, acam)
+        empty = torch.zeros(grow.shape, dtype=torch.bool, device=grow.device)
+        none = torch.zeros(0, dtype=torch.int64, device=grow.device)
+        return Regions(empty, seeds, evidence.new_zeros(0), none, threshold)
+    packed = affinity_grow(embeddings, seeds, threshold, config.connectivity, grow, packed=True)
+    scores = candidate_scores(packed, evidence)
     kept = mask_nms(packed, scores, config.iou_threshold)
     if len(kept):
-        best = scores[kept[0]]
-        kept = kept[scores[kept] >= config.min_score * best]
-    mask = packed.union(kept).numpy()
-    return Regions(mask, seeds, scores.numpy(), kept.numpy(), threshold)
+        kept = kept[scores[kept] >= config.min_score * scores[kept[0]]]
+    return Regions(packed.union(kept), seeds, scores, kept, threshold)
 
 
 def segment_regions(
     embeddings: Tensor,
-    seeds: np.ndarray,
-    acam: np.ndarray,
-    brain: np.ndarray,
+    seeds: Tensor,
+    evidence: Tensor,
+    grow: Tensor,
     config: RegionConfig,
-    target: np.ndarray | None = None,
+    target: Tensor | None = None,
 ) -> Regions:
-    """Region-growing segmentation of one volume.
+    """Region-growing segmentation of one volume (tensors on one device).
 
     Args:
-        embeddings: (K, H, W, D) float; seeds: (S, 3) int64; acam: (H, W, D) in [0, 1], the
-            map whose mean scores a candidate (the paper's ACAM, or a refined evidence map);
-        brain: (H, W, D) bool, where candidates may grow; target: (H, W, D) bool, the
+        embeddings: (K, H, W, D) float; seeds: (S, 3) int64; evidence: (H, W, D) in [0, 1],
+            the map whose mean scores a candidate (the paper's ACAM, or a refined evidence map);
+        grow: (H, W, D) bool, where candidates may grow; target: (H, W, D) bool, the
             intensity model's lesion estimate, needed when ``config.threshold`` is None (lambda
             chosen by agreement with it).
     """
-    acam_t = torch.from_numpy(np.ascontiguousarray(acam, dtype=np.float32))
-    brain_t = torch.from_numpy(np.ascontiguousarray(brain))
     if config.threshold is not None:
-        return grow_and_select(embeddings, seeds, acam_t, brain_t, config.threshold, config)
+        return grow_and_select(embeddings, seeds, evidence, grow, config.threshold, config)
     if target is None:
         raise ValueError("segment_regions: threshold=None needs a target to choose lambda")
     best: tuple[float, Regions] | None = None
     for lam in config.lambdas:
-        regions = grow_and_select(embeddings, seeds, acam_t, brain_t, lam, config)
-        agreement = dice(regions.mask, target)
+        regions = grow_and_select(embeddings, seeds, evidence, grow, lam, config)
+        agreement = _dice(regions.mask, target)
         if best is None or agreement > best[0]:
             best = (agreement, regions)
     return best[1]

@@ -5,16 +5,17 @@ and post-processing (:func:`segment_volume`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from wsls.method.confident import ConfidentVoxels, select_confident, supported_lesion
 from wsls.method.config import WSLSConfig
 from wsls.method.embedding import embed_volume
 from wsls.method.intensity import intensity_posterior
-from wsls.method.maps import coarse_view_maps
+from wsls.method.maps import coarse_view_maps, inference_autocast
 from wsls.method.postprocess import postprocess
 from wsls.method.quality import Quality, assess
 from wsls.method.regions import Regions, segment_regions
@@ -28,51 +29,92 @@ class VolumeMaps:
     """What the classifier and the intensity model say about one prepared volume.
 
     acam (H, W, D) in [0, 1] (zero outside the brain); cam (H, W, D) raw; probability: the best
-    window's lesion probability; posterior (H, W, D) EM lesion posterior."""
+    window's lesion probability; posterior (H, W, D) EM lesion posterior. Tensors on the
+    method's device while it runs, numpy on the host after (``to_host``)."""
 
-    acam: np.ndarray
-    cam: np.ndarray
+    acam: Any
+    cam: Any
     probability: float
-    posterior: np.ndarray
+    posterior: Any
+
+    def to_host(self) -> VolumeMaps:
+        return VolumeMaps(
+            _host(self.acam), _host(self.cam), self.probability, _host(self.posterior)
+        )
+
+    def to(self, device: torch.device) -> VolumeMaps:
+        move = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        return VolumeMaps(move(self.acam), move(self.cam), self.probability, move(self.posterior))
 
 
 @dataclass
 class MethodResult:
     """mask (H, W, D) bool on the prepared grid; maps; confident voxels; regions (seeds, scores,
-    kept, lambda), or None when the volume was judged lesion-free; the quality verdict."""
+    kept, lambda), or None when the volume was judged lesion-free; the quality verdict. numpy
+    arrays on the host (``segment_volume`` copies them back once, at its end)."""
 
-    mask: np.ndarray
+    mask: Any
     maps: VolumeMaps
     confident: ConfidentVoxels
     regions: Regions | None
     quality: Quality = field(default_factory=Quality)
 
+    def to_host(self) -> MethodResult:
+        regions = None if self.regions is None else self.regions.to_host()
+        return MethodResult(
+            _host(self.mask), self.maps.to_host(), self.confident, regions, self.quality
+        )
 
-def volume_maps(
-    classifier: Classifier3D, image: np.ndarray, brain: np.ndarray, config: WSLSConfig
+
+def _host(a: Any) -> np.ndarray:
+    return a.cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def method_device(classifier: nn.Module) -> torch.device:
+    """Where the method runs: where the classifier's weights are."""
+    weight = next(classifier.parameters(), None)
+    return weight.device if weight is not None else torch.device("cpu")
+
+
+def to_device(image: np.ndarray, brain: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
+    """A prepared volume on the method's device: the one copy from the host into the method."""
+    x = torch.as_tensor(np.ascontiguousarray(image, dtype=np.float32)).to(device)
+    return x, torch.as_tensor(np.ascontiguousarray(brain, dtype=bool)).to(device)
+
+
+def device_maps(
+    classifier: Classifier3D, image: Tensor, brain: Tensor, config: WSLSConfig
 ) -> VolumeMaps:
     """The classifier's maps (computed on its coarse view, upsampled to the prepared grid) and
-    the intensity posterior (on the prepared grid)."""
+    the intensity posterior (on the prepared grid), as tensors on the volume's device."""
     cam, acam, probability = coarse_view_maps(classifier, image, brain, config)
     posterior = intensity_posterior(image, brain, acam, config)
     return VolumeMaps(acam, cam, probability, posterior)
 
 
-def lesion_evidence(maps: VolumeMaps, support: np.ndarray | None) -> np.ndarray:
+def volume_maps(
+    classifier: Classifier3D, image: np.ndarray, brain: np.ndarray, config: WSLSConfig
+) -> VolumeMaps:
+    """:func:`device_maps` for a prepared volume on the host, returned to the host."""
+    x, b = to_device(image, brain, method_device(classifier))
+    return device_maps(classifier, x, b, config).to_host()
+
+
+def lesion_evidence(maps: VolumeMaps, support: Tensor | None) -> Tensor:
     """The map that scores candidates. The paper's rule scores by mean ACAM (``support`` None);
     the refined one by max(ACAM, posterior inside the lesion components the ACAM supports): an
     ACAM that lights up only a lesion's rim would otherwise prefer small candidates on that rim
     to the whole lesion."""
     if support is None:
         return maps.acam
-    return np.maximum(maps.acam, maps.posterior * support).astype(np.float32)
+    return torch.maximum(maps.acam, maps.posterior * support).float()
 
 
-def growth_region(brain: np.ndarray, support: np.ndarray | None, margin: int | None) -> np.ndarray:
+def growth_region(brain: Tensor, support: Tensor | None, margin: int | None) -> Tensor:
     """Where candidates may grow: the brain, or (with a margin) the supported lesion estimate
     dilated by ``margin`` voxels, so that no region runs off along tissue the evidence never
     pointed at."""
-    if margin is None or support is None or not support.any():
+    if margin is None or support is None or not bool(support.any()):
         return brain
     return brain & dilate(support, margin)
 
@@ -87,28 +129,43 @@ def segment_volume(
 ) -> MethodResult:
     """ACAM + weakly supervised representation (ACAM+WSR) on one prepared volume.
 
+    Everything runs on the classifier's device: the volume is copied there once, and the
+    result (mask, maps, regions) comes back to the host once, at the end.
+
     Args:
-        image: (C, H, W, D) prepared; brain: (H, W, D) bool.
+        image: (C, H, W, D) prepared; brain: (H, W, D) bool (numpy, on the host).
+        maps: the volume's maps when already computed (on the host).
     """
-    maps = maps or volume_maps(classifier, image, brain, config)
-    confident = select_confident(maps.acam, brain, maps.posterior, config.confident, config.seed)
-    if maps.probability < config.min_lesion_probability:
-        empty = np.zeros(brain.shape, bool)
-        quality = Quality(measures={"probability": float(maps.probability)})
-        return MethodResult(empty, maps, confident, None, quality)
+    device = method_device(classifier)
+    x, b = to_device(image, brain, device)
+    m = maps.to(device) if maps is not None else device_maps(classifier, x, b, config)
+    return _segment(embedding, x, b, m, config).to_host()
+
+
+def _segment(
+    embedding: nn.Module, x: Tensor, b: Tensor, m: VolumeMaps, config: WSLSConfig
+) -> MethodResult:
+    confident = select_confident(m.acam, b, m.posterior, config.confident, config.seed)
+    if m.probability < config.min_lesion_probability:
+        empty = torch.zeros_like(b)
+        return MethodResult(
+            empty, m, confident, None, Quality(measures={"probability": m.probability})
+        )
     support = None
     if config.confident.rule != "paper":
-        support = supported_lesion(maps.acam, brain, maps.posterior, config.confident)
+        support = supported_lesion(m.acam, b, m.posterior, config.confident)
+    evidence = lesion_evidence(m, support)
     lesion = confident.coords[confident.labels == 1]
-    evidence = lesion_evidence(maps, support)
-    seeds = spread_seeds(lesion, evidence[tuple(lesion.T)], config.regions.seeds)
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-    emb = embed_volume(embedding, x, torch.from_numpy(np.ascontiguousarray(brain)))
-    grow = growth_region(brain, support, config.regions.bound_margin)
-    target = (maps.posterior >= 0.5) & brain
+    at = torch.as_tensor(lesion, device=x.device)
+    weights = evidence[at[:, 0], at[:, 1], at[:, 2]].cpu().numpy()  # a few thousand values
+    seeds = torch.as_tensor(spread_seeds(lesion, weights, config.regions.seeds), device=x.device)
+    with inference_autocast(x.device, config.bf16):
+        emb = embed_volume(embedding, x, b).float()
+    grow = growth_region(b, support, config.regions.bound_margin)
+    target = (m.posterior >= 0.5) & b
     if config.regions.target == "support" and support is not None:
         target = support
     regions = segment_regions(emb, seeds, evidence, grow, config.regions, target)
-    mask = postprocess(regions.mask, brain, config, maps.acam)
-    quality = assess(mask, brain, image, maps.acam, maps.probability, support, config.quality)
-    return MethodResult(mask, maps, confident, regions, quality)
+    mask = postprocess(regions.mask, b, config, m.acam)
+    quality = assess(mask, b, x, m.probability, support, config.quality)
+    return MethodResult(mask, m, confident, regions, quality)

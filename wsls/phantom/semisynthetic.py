@@ -1,4 +1,5 @@
-"""Semi-synthetic cases: real lesion shapes (masks in MNI space) pasted into the phantom.
+"""Semi-synthetic cases: real lesion shapes (masks in MNI space) pasted into the phantom, or
+into real scans of the same template space (more MS training cases with known truth).
 
 The mask is resampled by affine: phantom voxel -> phantom world (mm) -> MNI world (an
 axis-wise linear map taking the phantom's brain bounding box onto the MNI152 brain's) -> mask
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,3 +96,69 @@ def lesion_mask_files(root: str | Path) -> list[Path]:
     files = sorted(Path(root).rglob("*.nii*"))
     skip = ("betsct1", "template", "mni152_t1")
     return [f for f in files if not any(k in f.name.lower() for k in skip)]
+
+
+def paste_into_scan(
+    image: np.ndarray,
+    brain: np.ndarray,
+    host_lesion: np.ndarray,
+    lesion: np.ndarray,
+    blur: float = 0.7,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A real scan with more real lesions: ``lesion`` (a mask on the scan's grid, e.g. another
+    patient's in the same template space) given the contrast of the scan's own lesions.
+
+    Each channel is shifted inside the new lesion by (mean of the host's lesions - mean of the
+    voxels the new lesion covers), with a ``blur``-voxel soft edge, so the host's texture,
+    noise and bias stay.
+
+    Args:
+        image: (C, H, W, D); brain, host_lesion, lesion: (H, W, D) bool.
+    Returns:
+        (image with the lesion, the lesion mask of the result: host | new).
+    """
+    from scipy import ndimage as ndi
+
+    new = lesion & brain & ~host_lesion
+    if not new.any() or not host_lesion.any():
+        return image.copy(), host_lesion | new
+    soft = ndi.gaussian_filter(new.astype(np.float32), blur) * brain
+    out = image.astype(np.float32, copy=True)
+    for c in range(out.shape[0]):
+        shift = float(out[c][host_lesion].mean() - out[c][new].mean())
+        out[c] += soft * shift
+    return out, host_lesion | new
+
+
+def write_pasted_dataset(
+    host: Any, masks: list[Path], out: str | Path, names: dict[str, str] | None = None
+) -> list[Path]:
+    """MS-layout case folders: the ``host`` case (a CaseRef with a lesion mask) with each
+    mask of ``masks`` pasted in (:func:`paste_into_scan`), one folder per mask, and the host
+    itself. Returns the folders written.
+
+    Args:
+        names: modality -> file name (default: the MS layout's FLAIR, T1, T1POST, T2).
+    """
+    from wsls.data.preprocess import brain_mask
+    from wsls.io.nifti import load_mask, save_like
+
+    names = names or {"flair": "FLAIR", "t1": "T1", "t1c": "T1POST", "t2": "T2"}
+    case = host.load()
+    brain = case.brain if case.brain is not None else brain_mask(case.image)
+    out = Path(out)
+    written = []
+    for mask_path in [None, *masks]:
+        if mask_path is None:
+            image, truth, name = case.image, case.mask, host.id
+        else:
+            lesion = load_mask(mask_path, case.volume)
+            image, truth = paste_into_scan(case.image, brain, case.mask, lesion)
+            name = f"{host.id}+{Path(mask_path).name.split('_')[0]}"
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for c, modality in enumerate(case.modalities):
+            save_like(image[c], case.volume, folder / f"{names[modality]}.nii.gz")
+        save_like(truth, case.volume, folder / "GOLD_STANDARD.nii.gz")
+        written.append(folder)
+    return written

@@ -1,0 +1,61 @@
+"""Morphology on numpy arrays and tensors alike (scipy on the host; CuPy on CUDA when present)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from wsls import morphology
+
+
+def _two_blobs():
+    mask = np.zeros((20, 20, 20), bool)
+    mask[2:6, 2:6, 2:6] = True  # 64 voxels
+    mask[12:15, 12:15, 12:15] = True  # 27 voxels
+    mask[13, 13, 13] = False  # a hole
+    weights = np.zeros(mask.shape, np.float32)
+    weights[13, 12, 12] = 5.0  # on the small blob
+    return mask, weights
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_same_answers_for_arrays_and_tensors(kind):
+    mask, weights = _two_blobs()
+    wrap = (lambda a: a) if kind == "numpy" else torch.from_numpy
+    unwrap = (lambda a: a) if kind == "numpy" else (lambda t: t.numpy())
+    m, w = wrap(mask), wrap(weights)
+    largest = morphology.largest_component(m)
+    assert type(largest) is type(m) and unwrap(largest).sum() == 64
+    assert unwrap(morphology.strongest_component(m, w)).sum() == 26
+    assert unwrap(morphology.drop_small_components(m, 30)).sum() == 64
+    marks = np.zeros_like(mask)
+    marks[3, 3, 3] = True
+    assert unwrap(morphology.components_touching(m, wrap(marks))).sum() == 64
+    assert unwrap(morphology.fill_holes(m))[13, 13, 13]
+    assert unwrap(morphology.dilate(m, 1)).sum() > mask.sum()
+    smooth = unwrap(morphology.gaussian_filter(wrap(weights), 1.0))
+    assert smooth.dtype == np.float32 and abs(smooth.sum() - 5.0) < 1e-3
+    labels, count = morphology.label(m)
+    assert count == 2 and type(labels) is type(m)
+
+
+def test_without_cupy_the_backend_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy now fails
+    assert morphology._cupy() is None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_stay_cuda_with_or_without_cupy(monkeypatch):
+    mask, _ = _two_blobs()
+    m = torch.from_numpy(mask).cuda()
+    out = morphology.largest_component(m)
+    assert out.is_cuda and int(out.sum()) == 64
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.setattr(morphology, "_WARNED", [])
+    with pytest.warns(UserWarning, match="CuPy is not installed"):
+        out = morphology.largest_component(m)
+    assert out.is_cuda and int(out.sum()) == 64

@@ -103,8 +103,9 @@ def affinity_grow(
 
     Args:
         embeddings: (K, H, W, D) voxel embeddings f (float32/64, float16/bfloat16 computed in
-            float32). NaN or Inf anywhere raises.
-        seeds: (S, 3) int64 voxel indices (h, w, d), inside the volume; S may be 0.
+            float32), K >= 1. NaN or Inf anywhere raises (on CUDA under debug checks, below).
+        seeds: (S, 3) int64 voxel indices (h, w, d), inside the volume; S may be 0. A list is
+            converted as it is: a list of S lists of 3 (``[]``: no seed); any other shape raises.
         threshold: lambda in (0, 1]. A(p, q) = 2 / (1 + exp(||f(p) - f(q)||^2)) >= lambda,
             i.e. d2 <= log(2 / lambda - 1); lambda = 1 keeps exactly equal embeddings.
         connectivity: 6 (faces) or 26 (faces, edges, corners): the connected component of the

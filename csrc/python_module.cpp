@@ -4,6 +4,7 @@
 #include <Python.h>
 #include <torch/version.h>
 
+#include "debug_checks.h"
 #include "wsls_build_config.h"
 
 namespace {
@@ -30,10 +31,26 @@ PyObject* build_info(PyObject*, PyObject*) {
   return info;
 }
 
+PyObject* debug_checks_enabled(PyObject*, PyObject*) {
+  return PyBool_FromLong(wsls::debug_checks_enabled());
+}
+
+PyObject* set_debug_checks(PyObject*, PyObject* arg) {
+  const int enabled = PyObject_IsTrue(arg);
+  if (enabled < 0) return nullptr;
+  return PyBool_FromLong(wsls::set_debug_checks(enabled != 0));
+}
+
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS,
      "build_info() -> dict: wsls version, torch version built against, whether CUDA kernels are "
      "compiled in (and for which CUDA version and architectures), CPU threads."},
+    {"debug_checks_enabled", debug_checks_enabled, METH_NOARGS,
+     "debug_checks_enabled() -> bool: whether the CUDA ops check tensor values (finite inputs, "
+     "seeds in the volume) at the price of a host synchronisation (csrc/debug_checks.h)."},
+    {"set_debug_checks", set_debug_checks, METH_O,
+     "set_debug_checks(enabled) -> bool: switch the CUDA ops' value checks; returns the previous "
+     "setting."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "wsls compiled ops (torch.ops.wsls)", -1,

@@ -3,7 +3,9 @@ with and without mask, on random and blob embeddings; packing; fake kernels; err
 
 from __future__ import annotations
 
+import importlib
 import math
+import time
 
 import pytest
 import torch
@@ -13,12 +15,16 @@ from wsls.ops import (
     PackedMasks,
     affinity_grow,
     build_info,
+    debug_checks,
     has_kernel,
     pack_masks,
     reference,
     union_masks,
     unpack_masks,
 )
+
+# the module (wsls.ops.affinity_grow is the function)
+affinity_grow_module = importlib.import_module("wsls.ops.affinity_grow")
 
 CONNECTIVITIES = [0, 6, 26]
 # (K, H, W, D): rows of 1, 2 and 3 words, runs crossing word boundaries, thin and tiny volumes
@@ -381,6 +387,82 @@ def test_non_finite_embeddings(bad, dtype):
     for conn in CONNECTIVITIES:
         message = _error(lambda c=conn: affinity_grow(emb, seeds, t, c))
         assert "embeddings contain NaN or Inf" in message
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_value_checks_and_debug_checks(device):
+    """Seeds outside the volume and non-finite embeddings: the CPU always raises (its data are in
+    host memory); CUDA raises the same lines under debug checks only (each check synchronises),
+    and without them gives the seed outside the volume an empty candidate and never lets a
+    non-finite voxel pass."""
+    skip_without_cuda(device)
+    emb, seeds, t, c, m = _grow_args()
+    emb, seeds = emb.to(device), seeds.to(device)
+    outside = torch.tensor([[0, 1, 2], [4, 0, 0]], device=device)
+    nan_emb = emb.clone()
+    nan_emb[:, 0, 1, 2] = float("nan")  # the first seed's own embedding
+    for checks in (True, False):
+        with debug_checks(checks):
+            if device == "cpu" or checks:
+                message = _error(lambda: affinity_grow(emb, outside, t, c))
+                assert message.startswith("affinity_grow: seeds[1] = (4, 0, 0) is outside"), message
+                message = _error(lambda: affinity_grow(nan_emb, seeds, t, c))
+                assert message == "affinity_grow: embeddings contain NaN or Inf", message
+            else:
+                for conn in CONNECTIVITIES:
+                    out = affinity_grow(emb, outside, t, conn)
+                    assert out[1].sum() == 0
+                    assert torch.equal(out[0], affinity_grow(emb, outside[:1], t, conn)[0])
+                    assert affinity_grow(nan_emb, seeds, t, conn)[0].sum() == 0
+
+
+@pytest.mark.parametrize(
+    "seeds",
+    [
+        [[0, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 1]],  # 3 x 4: once read as four seeds
+        [0, 1, 2],
+        [[[0, 1, 2]]],
+        torch.zeros(3, 4, dtype=torch.int64),
+        torch.zeros(12, dtype=torch.int64),
+    ],
+)
+def test_seeds_must_be_s_by_3(seeds):
+    emb, _, t, c, _ = _grow_args()
+    message = _error(lambda: affinity_grow(emb, seeds, t, c))
+    shape = list(torch.as_tensor(seeds).shape)
+    assert message.startswith("affinity_grow: seeds must be (S, 3)"), message
+    assert message.endswith(f"got shape {shape}"), message
+
+
+def test_seeds_as_lists():
+    emb, seeds, t, c, _ = _grow_args()
+    assert affinity_grow(emb, [], t, c).shape == (0, 4, 5, 6)
+    assert torch.equal(affinity_grow(emb, seeds.tolist(), t, c), affinity_grow(emb, seeds, t, c))
+
+
+def test_huge_bool_output_is_refused_up_front(monkeypatch):
+    """S = 1024 bool candidates of 240 x 240 x 155 would take 8.5 GiB: refused from the shapes,
+    before the growth (the embeddings here are a broadcast view, so not even they are read)."""
+    emb = torch.zeros(1, 1, 1, 1).expand(2, 240, 240, 155)
+    seeds = torch.zeros(1024, 3, dtype=torch.int64)
+    start = time.perf_counter()
+    message = _error(lambda: affinity_grow(emb, seeds, 0.5, 6))
+    assert time.perf_counter() - start < 1.0
+    assert message.startswith(
+        "affinity_grow: a bool output of S = 1024 candidates over the volume 240 x 240 x 155 "
+        "needs 8.5 GiB, more than "
+    ), message
+    assert message.endswith("; pass packed=True (1.3 GiB)"), message
+    # the limit, then the memory available on the CPU, whichever is lower
+    emb, seeds, t, c, _ = _grow_args()  # 2 x 120 bytes as bool
+    monkeypatch.setattr(affinity_grow_module, "MAX_BOOL_BYTES", 200)
+    message = _error(lambda: affinity_grow(emb, seeds, t, c))
+    assert "needs 240 B, more than the limit of bool outputs" in message, message
+    assert affinity_grow(emb, seeds, t, c, packed=True).words.shape == (2, 4, 5, 1)
+    monkeypatch.setattr(affinity_grow_module, "MAX_BOOL_BYTES", 8 << 30)
+    monkeypatch.setattr(affinity_grow_module, "_available_host_bytes", lambda: 100)
+    message = _error(lambda: affinity_grow(emb, seeds, t, c))
+    assert "needs 240 B, more than the memory available (100 B)" in message, message
 
 
 def test_packing_errors():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.helpers import DEVICES, HAS_CUDA, allocated_bytes, nbytes, skip_without_cuda
-from wsls.ops import attention_cam, build_info, has_kernel, reference
+from wsls.ops import attention_cam, build_info, debug_checks, has_kernel, reference
 
 SHAPES = [(2, 8, 5, 4, 3), (1, 3, 1, 1, 1), (3, 16, 7, 5, 3), (2, 24, 9, 1, 6), (4, 32, 8, 8, 8)]
 TOL = {
@@ -248,6 +248,22 @@ def test_non_finite_features(bad):
     assert "cls_weight contains NaN or Inf" in _error(
         lambda: attention_cam(f.nan_to_num(), w2, b, a)
     )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_finite_features_and_debug_checks(device):
+    """The CPU always raises (it reads the logits in host memory); CUDA under debug checks only
+    (reading them synchronises), giving non-finite logits without them."""
+    skip_without_cuda(device)
+    f, w, b, a = make_inputs((2, 8, 5, 4, 3), device=device)
+    f[1, 3, 2, 1, 0] = float("nan")
+    for checks in (True, False):
+        with debug_checks(checks):
+            if device == "cpu" or checks:
+                assert "features contain NaN or Inf" in _error(lambda: attention_cam(f, w, b, a))
+            else:
+                logits = attention_cam(f, w, b, a).logits
+                assert torch.isfinite(logits[0]) and not torch.isfinite(logits[1])
 
 
 @pytest.mark.cuda

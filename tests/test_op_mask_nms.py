@@ -10,7 +10,14 @@ import torch
 
 from tests.helpers import DEVICES, HAS_CUDA, skip_without_cuda
 from tests.test_op_affinity_grow import blob_embeddings, lam
-from wsls.ops import affinity_grow, candidate_scores, mask_nms, pack_masks, reference
+from wsls.ops import (
+    affinity_grow,
+    candidate_scores,
+    debug_checks,
+    mask_nms,
+    pack_masks,
+    reference,
+)
 
 THRESHOLDS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.95, 1.0]
 
@@ -243,3 +250,30 @@ def test_scores_bad_input_messages():
         assert message.startswith("candidate_scores: ") and expected in message, message
     with pytest.raises(TypeError, match="masks must be PackedMasks or a bool tensor"):
         candidate_scores([1, 2], acam)
+
+
+def test_scores_refuse_acam_of_another_depth():
+    """D = 70 and D = 100 both take 2 words per row: the packed words alone cannot tell them
+    apart, PackedMasks and bool masks can, and refuse the mismatch like the reference does."""
+    masks = torch.zeros(3, 2, 3, 70, dtype=torch.bool)
+    acam = torch.rand(2, 3, 100)
+    with pytest.raises(RuntimeError):
+        reference.candidate_scores(masks, acam)
+    for m in (masks, pack_masks(masks)):
+        message = _error(lambda m=m: candidate_scores(m, acam))
+        assert message == (
+            "candidate_scores: masks over the volume (H, W, D) = (2, 3, 70) do not fit acam "
+            "(H, W, D) = (2, 3, 100)"
+        ), message
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_nms_nan_scores_with_and_without_debug_checks(device):
+    """mask_nms synchronises anyway (its output size): the NaN check is always made, on CUDA
+    read together with the kept count."""
+    skip_without_cuda(device)
+    masks = torch.zeros(3, 2, 3, 4, dtype=torch.bool, device=device)
+    scores = torch.tensor([0.1, math.nan, 0.2], device=device)
+    for checks in (False, True):
+        with debug_checks(checks):
+            assert _error(lambda: mask_nms(masks, scores, 0.5)) == "mask_nms: scores contain NaN"

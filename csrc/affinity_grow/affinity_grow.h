@@ -52,7 +52,7 @@ struct GrowArgs {
   int connectivity;        // 0, 6 or 26
   double bound;            // log(2 / lambda - 1)
   const void* embeddings;  // (K, H, W, D)
-  const int64_t* seeds;    // (S, 3), inside the volume (checked by the caller)
+  const int64_t* seeds;    // (S, 3); a seed outside the volume gives an empty candidate
   const uint64_t* mask;    // packed (H, W, Dw) or nullptr
   uint64_t* out;           // packed (S, H, W, Dw)
   void* workspace;         // grow_workspace_bytes()
@@ -60,10 +60,12 @@ struct GrowArgs {
 // Largest depth D the CUDA growth supports (a tile of rows must fit in shared memory).
 int64_t grow_max_depth();
 int64_t grow_workspace_bytes(const Sizes& sz, int connectivity);
-// Synchronises the stream once per propagation round (to learn whether anything changed).
+// Asynchronous on the stream, like every launcher here: no host synchronisation, no host read
+// of device memory, a fixed sequence of launches for given sizes (capturable in a CUDA graph).
 int grow_cuda(const GrowArgs& args, void* stream);
 
-// Sets *flag (device int, zeroed by the caller) to 1 if any of the n values is NaN or Inf.
+// Sets *flag (device int, zeroed by the caller) to 1 if any of the n values is NaN or Inf (the
+// debug check of the embeddings).
 int nonfinite_cuda(const void* values, int64_t n, ScalarKind kind, int* flag, void* stream);
 
 struct NmsArgs {

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -396,6 +397,11 @@ WSLS_ALWAYS_INLINE int64_t intersection(const word_t* a, const word_t* b, const 
 
 at::Tensor mask_nms_cpu(const at::Tensor& masks, const at::Tensor& scores, double iou_threshold) {
   const Sizes sz = check_nms_inputs(masks, scores, iou_threshold);
+  {
+    const at::Tensor sd = scores.to(at::kDouble).contiguous();
+    const double* v = sd.data_ptr<double>();
+    for (int64_t i = 0; i < sz.S; ++i) TORCH_CHECK(!std::isnan(v[i]), kNanScores);
+  }
   const at::Tensor m = masks.contiguous();
   const word_t* words = words_of(m);
   const CandidateStats st = candidate_stats(words, sz);

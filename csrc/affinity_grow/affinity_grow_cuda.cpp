@@ -5,9 +5,13 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <ATen/ops/any.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/isnan.h>
 #include <ATen/ops/zeros.h>
 
+#include "../debug_checks.h"
 #include "affinity_grow_glue.h"
 
 namespace wsls {
@@ -29,7 +33,10 @@ at::Tensor affinity_grow_cuda(const at::Tensor& embeddings, const at::Tensor& se
   const ScalarKind kind = scalar_kind(embeddings, "affinity_grow", "embeddings");
   TORCH_CHECK(sz.D <= grow_max_depth(), "affinity_grow: the CUDA kernel supports depth D up to ",
               grow_max_depth(), ", got embeddings of shape ", embeddings.sizes());
-  check_seeds_in_volume(seeds.cpu(), sz);
+  // Value checks synchronise: only under debug checks (csrc/debug_checks.h). Without them the
+  // seeds and embeddings are read on the device only (see check_seeds_in_volume, kNonFinite).
+  const bool checks = debug_checks_enabled();
+  if (checks) check_seeds_in_volume(seeds.cpu(), sz);
   const c10::cuda::CUDAGuard guard(embeddings.device());
   const cudaStream_t stream = stream_of(embeddings);
   const at::Tensor emb = embeddings.contiguous();
@@ -42,10 +49,12 @@ at::Tensor affinity_grow_cuda(const at::Tensor& embeddings, const at::Tensor& se
     C10_CUDA_CHECK(static_cast<cudaError_t>(pack_cuda(
         m.data_ptr<bool>(), mutable_words_of(mask_words), Sizes{1, 0, sz.H, sz.W, sz.D}, stream)));
   }
-  at::Tensor flag = at::zeros({1}, seeds.options().dtype(at::kInt));
-  C10_CUDA_CHECK(static_cast<cudaError_t>(
-      nonfinite_cuda(emb.data_ptr(), emb.numel(), kind, flag.data_ptr<int>(), stream)));
-  TORCH_CHECK(flag.item<int>() == 0, kNonFinite);
+  if (checks) {
+    at::Tensor flag = at::zeros({1}, seeds.options().dtype(at::kInt));
+    C10_CUDA_CHECK(static_cast<cudaError_t>(
+        nonfinite_cuda(emb.data_ptr(), emb.numel(), kind, flag.data_ptr<int>(), stream)));
+    TORCH_CHECK(flag.item<int>() == 0, kNonFinite);
+  }
   if (sz.S == 0) return out;
   at::Tensor workspace =
       byte_workspace(grow_workspace_bytes(sz, static_cast<int>(connectivity)), embeddings);
@@ -81,7 +90,13 @@ at::Tensor mask_nms_cuda(const at::Tensor& masks, const at::Tensor& scores, doub
                      count.data_ptr<int64_t>(),
                      workspace.data_ptr()};
   C10_CUDA_CHECK(static_cast<cudaError_t>(nms_cuda(args, stream)));
-  return kept.narrow(0, 0, count.item<int64_t>()).clone();
+  // The one synchronisation of mask_nms (its output size is data-dependent): the kept count and
+  // whether any score is NaN, copied to the host together.
+  const at::Tensor host =
+      at::cat({count, at::isnan(scores).any().to(at::kLong).reshape({1})}).cpu();
+  const int64_t* h = host.data_ptr<int64_t>();
+  TORCH_CHECK(h[1] == 0, kNanScores);
+  return kept.narrow(0, 0, h[0]).clone();
 }
 
 at::Tensor candidate_scores_cuda(const at::Tensor& masks, const at::Tensor& acam) {

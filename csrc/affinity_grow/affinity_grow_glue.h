@@ -4,8 +4,6 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/any.h>
-#include <ATen/ops/isnan.h>
 #include <ATen/ops/sort.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
@@ -60,7 +58,9 @@ inline Sizes check_grow_inputs(const at::Tensor& embeddings, const at::Tensor& s
   return Sizes{seeds.size(0), sz.K, sz.H, sz.W, sz.D};
 }
 
-// Every seed inside the volume. seeds_cpu: (S, 3) int64 on the CPU.
+// Every seed inside the volume. seeds_cpu: (S, 3) int64 on the CPU. Always on the CPU (the seeds
+// are in host memory); on CUDA under debug checks only (a copy to the host): without them, the
+// CUDA kernels give a seed outside the volume an empty candidate and read nothing outside it.
 inline void check_seeds_in_volume(const at::Tensor& seeds_cpu, const Sizes& sz) {
   const at::Tensor s = seeds_cpu.contiguous();
   const int64_t* p = s.data_ptr<int64_t>();
@@ -72,6 +72,9 @@ inline void check_seeds_in_volume(const at::Tensor& seeds_cpu, const Sizes& sz) 
   }
 }
 
+// Always checked on the CPU; on CUDA under debug checks only (csrc/debug_checks.h): without them,
+// a non-finite voxel never passes (its d2 is NaN), and a seed with a non-finite embedding gives an
+// empty candidate.
 constexpr const char* kNonFinite = "affinity_grow: embeddings contain NaN or Inf";
 
 // Packed candidates (S, H, W, Dw) int64. Returns (S, H, W, Dw) with K = 0 and D = 64 * Dw (the
@@ -96,9 +99,12 @@ inline Sizes check_nms_inputs(const at::Tensor& masks, const at::Tensor& scores,
   check_same_device(scores, masks, op, "scores", "masks");
   TORCH_CHECK(iou_threshold >= 0.0 && iou_threshold <= 1.0, op,
               ": iou_threshold must be in [0, 1], got ", iou_threshold);
-  TORCH_CHECK(sz.S == 0 || !at::isnan(scores).any().item<bool>(), op, ": scores contain NaN");
   return sz;
 }
+
+// NaN scores have no rank. The CPU reads them in host memory; CUDA reads the flag together with
+// the kept count (mask_nms' one synchronisation).
+constexpr const char* kNanScores = "mask_nms: scores contain NaN";
 
 // Candidate positions by descending score, ties by lower index (a stable sort).
 inline at::Tensor nms_order(const at::Tensor& scores) {

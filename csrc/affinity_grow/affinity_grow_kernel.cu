@@ -7,16 +7,18 @@
 //                 the row in registers and tests them against every seed of the chunk (seed
 //                 features in shared memory); warp ballots make the pass words. Connectivity 0
 //                 stops here (pass is the result); the CPU twin is global_impl.
-//   2. seed_init: per seed, the run of passing voxels holding the seed; its tile and the tiles
-//                 around it become active.
-//   3. propagate: rounds of block (tile of 16 x 16 rows, seed) for the active tiles only: the
-//                 tile's pass words and its region with a one-row halo in shared memory, every
-//                 thread one row, fill_row from the neighbour rows until the tile stops growing;
-//                 a tile that grew writes back and activates its neighbour tiles for the next
-//                 round. The host loop stops after a round in which nothing grew. Regions only
-//                 grow, so reading a neighbour tile's rows while it is being written is safe: a
-//                 stale read is corrected in the next round, which that tile's growth triggers.
-//                 The CPU twin (Grower) floods row by row with the same fill_row and neighbours.
+//   2. flood:     block s grows seed s's region: the run of passing voxels holding the seed,
+//                 then sweeps over the seed's tiles (16 x 16 rows, one thread per row) in order,
+//                 processing the active ones, until a sweep finds none. A tile is processed with
+//                 its pass words and its region with a one-row halo in shared memory, fill_row
+//                 from the neighbour rows until the tile stops growing; a tile that grew writes
+//                 back and activates the tiles around it (the later ones in this sweep, the
+//                 earlier ones in the next). A block owns its seed's region and tile flags, so
+//                 __syncthreads orders everything: no round trip to the host and no fixed number
+//                 of rounds, the whole growth is one launch (capturable in a CUDA graph). The CPU
+//                 twin (Grower) floods row by row with the same fill_row and neighbours.
+// Seeds are read on the device only: a seed outside the volume gives an empty candidate (the
+// glue raises for it on the CPU, and on CUDA under debug checks).
 // NMS: per-candidate area and bounding box (stats), the IoU > tau bit matrix over ordered pairs
 // whose boxes overlap (pairs), then one block walks it greedily (greedy), as the CPU kernel's
 // greedy loop does with the same iou_exceeds.
@@ -24,7 +26,6 @@
 #include "../cuda_elements.cuh"
 
 #include <algorithm>
-#include <utility>
 
 #include "affinity_grow.h"
 #include "affinity_grow_math.h"
@@ -49,6 +50,17 @@ int64_t align_up(int64_t n) { return ceil_div<int64_t>(n, kAlign) * kAlign; }
 unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(
       std::max<int64_t>(1, std::min<int64_t>(ceil_div<int64_t>(n, kThreads), 1 << 20)));
+}
+
+// Seed s's row (h * W + w) and depth d; false for a seed outside the volume, which the kernels
+// give an empty candidate without reading anything at its position.
+__device__ __forceinline__ bool seed_voxel(const int64_t* __restrict__ seeds, int64_t s,
+                                           const Sizes& sz, int64_t* row, int64_t* d) {
+  const int64_t h = seeds[3 * s], w = seeds[3 * s + 1], dd = seeds[3 * s + 2];
+  if (h < 0 || h >= sz.H || w < 0 || w >= sz.W || dd < 0 || dd >= sz.D) return false;
+  *row = h * sz.W + w;
+  *d = dd;
+  return true;
 }
 
 // --- finiteness, packing --------------------------------------------------------------------
@@ -100,12 +112,13 @@ __global__ void pass_kernel(const T* __restrict__ emb, const int64_t* __restrict
   const int n = static_cast<int>(min64(chunk, sz.S - s0));
   for (int64_t i = threadIdx.x; i < n * K; i += blockDim.x) {
     const int64_t s = s0 + i / K, k = i % K;
-    const int64_t v = (seeds[3 * s] * sz.W + seeds[3 * s + 1]) * D + seeds[3 * s + 2];
-    seedf[i] = load<acc_t>(emb + k * N + v);
+    int64_t r0, d;
+    seedf[i] = seed_voxel(seeds, s, sz, &r0, &d) ? load<acc_t>(emb + k * N + r0 * D + d) : acc_t(0);
   }
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const int64_t s = s0 + i, r0 = seeds[3 * s] * sz.W + seeds[3 * s + 1];
-    valid[i] = mask == nullptr || test_bit(mask + r0 * Dw, seeds[3 * s + 2]);  // else empty
+    int64_t r0, d;  // outside the volume or the mask: an empty candidate
+    valid[i] =
+        seed_voxel(seeds, s0 + i, sz, &r0, &d) && (mask == nullptr || test_bit(mask + r0 * Dw, d));
   }
   __syncthreads();
   const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
@@ -187,78 +200,78 @@ __device__ __forceinline__ void activate_around(int64_t s, int64_t th, int64_t t
   }
 }
 
-// One thread per seed: the run of passing voxels holding the seed. That changes the seed's tile:
-// it and its neighbour tiles become active (the neighbours pull the run into their rows).
-__global__ void seed_init_kernel(const int64_t* __restrict__ seeds,
-                                 const uint64_t* __restrict__ pass, Sizes sz, int t,
-                                 int64_t tiles_h, int64_t tiles_w, uint64_t* __restrict__ region,
-                                 unsigned char* __restrict__ active) {
-  const int64_t s = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (s >= sz.S) return;
-  const int64_t h = seeds[3 * s], w = seeds[3 * s + 1], d = seeds[3 * s + 2];
-  const int64_t Dw = sz.Dw(), r0 = h * sz.W + w;
-  const uint64_t* p = pass + s * sz.words() + r0 * Dw;
-  if (!test_bit(p, d)) return;  // outside the mask: empty candidate
-  fill_row(BitSource{d >> 6, uint64_t(1) << (d & 63)}, p, region + s * sz.words() + r0 * Dw, Dw);
-  activate_around(s, h / t, w / t, tiles_h, tiles_w, true, active);
-}
-
-// Block b = seed * n_tiles + tile, for the tiles active in this round.
-__global__ void propagate_kernel(const uint64_t* __restrict__ pass, Sizes sz, int connectivity,
-                                 int t, int64_t tiles_h, int64_t tiles_w,
-                                 const unsigned char* __restrict__ active,
-                                 unsigned char* __restrict__ next_active, uint64_t* region,
-                                 int* __restrict__ grew_flag) {
-  const int64_t n_tiles = tiles_h * tiles_w;
-  const int64_t b = blockIdx.x;
-  if (!active[b]) return;
+// Block s: the whole growth of seed s (see the top of this file). active: the seed's tile flags
+// (zeroed), region: its packed region (zeroed); blockDim.x == t * t.
+__global__ void flood_kernel(const int64_t* __restrict__ seeds, const uint64_t* __restrict__ pass,
+                             Sizes sz, int connectivity, int t, int64_t tiles_h, int64_t tiles_w,
+                             unsigned char* __restrict__ active, uint64_t* __restrict__ region) {
   extern __shared__ uint64_t sm[];
+  const int64_t s = blockIdx.x, n_tiles = tiles_h * tiles_w;
   const int64_t Dw = sz.Dw(), H = sz.H, W = sz.W;
-  const int64_t s = b / n_tiles, tile = b % n_tiles;
-  const int64_t th = tile / tiles_w, tw = tile % tiles_w, h0 = th * t, w0 = tw * t;
+  unsigned char* act = active + s * n_tiles;
+  const uint64_t* gpass = pass + s * sz.words();
+  uint64_t* greg = region + s * sz.words();
+  if (threadIdx.x == 0) {
+    int64_t r0, d;  // the pass bits of a seed outside the mask are zero: empty candidate
+    if (seed_voxel(seeds, s, sz, &r0, &d) && test_bit(gpass + r0 * Dw, d)) {
+      fill_row(BitSource{d >> 6, uint64_t(1) << (d & 63)}, gpass + r0 * Dw, greg + r0 * Dw, Dw);
+      activate_around(0, (r0 / W) / t, (r0 % W) / t, tiles_h, tiles_w, true, act);
+    }
+  }
+  __syncthreads();
   const int e = t + 2;                // halo tile edge
   uint64_t* sreg = sm;                // e x e rows: the tile and its one-row halo
   uint64_t* spass = sm + e * e * Dw;  // t x t rows
-  const uint64_t* gpass = pass + s * sz.words();
-  uint64_t* greg = region + s * sz.words();
-  for (int64_t i = threadIdx.x; i < e * e * Dw; i += blockDim.x) {
-    const int64_t j = i % Dw, lw = (i / Dw) % e, lh = i / (Dw * e);
-    const int64_t h = h0 + lh - 1, w = w0 + lw - 1;
-    sreg[i] = h >= 0 && h < H && w >= 0 && w < W ? greg[(h * W + w) * Dw + j] : 0;
-  }
-  for (int64_t i = threadIdx.x; i < int64_t(t) * t * Dw; i += blockDim.x) {
-    const int64_t j = i % Dw, lw = (i / Dw) % t, lh = i / (Dw * t);
-    const int64_t h = h0 + lh, w = w0 + lw;
-    spass[i] = h < H && w < W ? gpass[(h * W + w) * Dw + j] : 0;
-  }
-  __syncthreads();
   const int lh = threadIdx.x / t, lw = threadIdx.x % t;
-  const bool inside = h0 + lh < H && w0 + lw < W;
-  uint64_t* mine = sreg + ((lh + 1) * e + lw + 1) * Dw;
-  const uint64_t* my_pass = spass + (lh * t + lw) * Dw;
   const bool dilate = dilates(connectivity);
   const int n_nbrs = num_neighbour_rows(connectivity);
-  bool tile_grew = false;
-  for (;;) {
-    bool grew = false;
-    if (inside) {
-      for (int i = 0; i < n_nbrs; ++i) {
-        int dh, dw;
-        neighbour_row(connectivity, i, &dh, &dw);
-        const uint64_t* src = sreg + ((lh + 1 + dh) * e + lw + 1 + dw) * Dw;
-        grew |= fill_row(RowSource{src, Dw, dilate}, my_pass, mine, Dw);
+  // Every thread reads the same flags: they change only between barriers (thread 0 clears a
+  // flag after a barrier that follows everyone's read of it, and sets flags before the barrier
+  // that ends a tile), so the branches below are uniform across the block.
+  for (bool swept = true; swept;) {
+    swept = false;
+    for (int64_t tile = 0; tile < n_tiles; ++tile) {
+      if (!act[tile]) continue;
+      swept = true;
+      __syncthreads();
+      if (threadIdx.x == 0) act[tile] = 0;
+      const int64_t th = tile / tiles_w, tw = tile % tiles_w, h0 = th * t, w0 = tw * t;
+      for (int64_t i = threadIdx.x; i < e * e * Dw; i += blockDim.x) {
+        const int64_t j = i % Dw, lw2 = (i / Dw) % e, lh2 = i / (Dw * e);
+        const int64_t h = h0 + lh2 - 1, w = w0 + lw2 - 1;
+        sreg[i] = h >= 0 && h < H && w >= 0 && w < W ? greg[(h * W + w) * Dw + j] : 0;
       }
+      for (int64_t i = threadIdx.x; i < int64_t(t) * t * Dw; i += blockDim.x) {
+        const int64_t j = i % Dw, lw2 = (i / Dw) % t, lh2 = i / (Dw * t);
+        const int64_t h = h0 + lh2, w = w0 + lw2;
+        spass[i] = h < H && w < W ? gpass[(h * W + w) * Dw + j] : 0;
+      }
+      __syncthreads();
+      const bool inside = h0 + lh < H && w0 + lw < W;
+      uint64_t* mine = sreg + ((lh + 1) * e + lw + 1) * Dw;
+      const uint64_t* my_pass = spass + (lh * t + lw) * Dw;
+      bool tile_grew = false;
+      for (;;) {
+        bool grew = false;
+        if (inside) {
+          for (int i = 0; i < n_nbrs; ++i) {
+            int dh, dw;
+            neighbour_row(connectivity, i, &dh, &dw);
+            const uint64_t* src = sreg + ((lh + 1 + dh) * e + lw + 1 + dw) * Dw;
+            grew |= fill_row(RowSource{src, Dw, dilate}, my_pass, mine, Dw);
+          }
+        }
+        if (!__syncthreads_or(grew)) break;
+        tile_grew = true;
+      }
+      if (tile_grew) {  // uniform (from __syncthreads_or)
+        if (inside) {
+          for (int64_t j = 0; j < Dw; ++j) greg[((h0 + lh) * W + w0 + lw) * Dw + j] = mine[j];
+        }
+        if (threadIdx.x == 0) activate_around(0, th, tw, tiles_h, tiles_w, false, act);
+      }
+      __syncthreads();  // the region and the flags written above are seen by the whole block
     }
-    if (!__syncthreads_or(grew)) break;
-    tile_grew = true;
-  }
-  if (!tile_grew) return;
-  if (inside) {
-    for (int64_t j = 0; j < Dw; ++j) greg[((h0 + lh) * W + w0 + lw) * Dw + j] = mine[j];
-  }
-  if (threadIdx.x == 0) {
-    activate_around(s, th, tw, tiles_h, tiles_w, false, next_active);
-    *grew_flag = 1;
   }
 }
 
@@ -296,30 +309,15 @@ int grow_typed(const GrowArgs& a, cudaStream_t stream) {
   if (err != cudaSuccess || a.connectivity == 0) return err;
 
   const TilePlan tp = plan_tiles(sz);
-  const int64_t n_tiles = tp.tiles_h * tp.tiles_w, n_flags = sz.S * n_tiles;
-  unsigned char* base = static_cast<unsigned char*>(a.workspace);
-  unsigned char* cur = base + align_up(sz.S * sz.words() * 8);
-  unsigned char* next = cur + align_up(n_flags);
-  int* grew_flag = reinterpret_cast<int*>(next + align_up(n_flags));
+  const int64_t n_flags = sz.S * tp.tiles_h * tp.tiles_w;
+  unsigned char* active =
+      static_cast<unsigned char*>(a.workspace) + align_up(sz.S * sz.words() * 8);
   err = cudaMemsetAsync(a.out, 0, sz.S * sz.words() * 8, stream);
-  if (err == cudaSuccess) err = cudaMemsetAsync(cur, 0, 2 * align_up(n_flags), stream);
+  if (err == cudaSuccess) err = cudaMemsetAsync(active, 0, n_flags, stream);
   if (err != cudaSuccess) return err;
-  seed_init_kernel<<<blocks_for(sz.S), kThreads, 0, stream>>>(a.seeds, pass, sz, tp.t, tp.tiles_h,
-                                                              tp.tiles_w, a.out, cur);
-  for (;;) {
-    err = cudaMemsetAsync(grew_flag, 0, sizeof(int), stream);
-    if (err != cudaSuccess) return err;
-    propagate_kernel<<<static_cast<unsigned>(n_flags), tp.t * tp.t, tp.smem, stream>>>(
-        pass, sz, a.connectivity, tp.t, tp.tiles_h, tp.tiles_w, cur, next, a.out, grew_flag);
-    err = cudaGetLastError();
-    if (err == cudaSuccess) err = cudaMemsetAsync(cur, 0, n_flags, stream);
-    int grew = 0;
-    if (err == cudaSuccess)
-      err = cudaMemcpyAsync(&grew, grew_flag, sizeof(int), cudaMemcpyDeviceToHost, stream);
-    if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
-    if (err != cudaSuccess || !grew) return err;
-    std::swap(cur, next);
-  }
+  flood_kernel<<<static_cast<unsigned>(sz.S), tp.t * tp.t, tp.smem, stream>>>(
+      a.seeds, pass, sz, a.connectivity, tp.t, tp.tiles_h, tp.tiles_w, active, a.out);
+  return cudaGetLastError();
 }
 
 // --- NMS, scores ------------------------------------------------------------------------------
@@ -472,7 +470,7 @@ int64_t grow_workspace_bytes(const Sizes& sz, int connectivity) {
   if (connectivity == 0 || sz.S == 0) return 0;
   const TilePlan tp = plan_tiles(sz);
   const int64_t n_flags = sz.S * tp.tiles_h * tp.tiles_w;
-  return align_up(sz.S * sz.words() * 8) + 2 * align_up(n_flags) + align_up(sizeof(int));
+  return align_up(sz.S * sz.words() * 8) + align_up(n_flags);
 }
 
 int grow_cuda(const GrowArgs& args, void* stream) {

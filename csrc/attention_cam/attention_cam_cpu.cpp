@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -133,8 +134,9 @@ void reduce_slab(const acc_t* S, int64_t W, int64_t D, acc_t* dst, int64_t K) {
 // CAM and the H-pooling of its rows outright. The W- and D-poolings of a sample sum over all its
 // rows: the chunk holding the sample's first row adds its sums to the output directly; a chunk
 // starting inside a sample keeps that sample's sums in its slot, added afterwards in chunk order.
+// Returns whether every logit is finite (read in host memory: no synchronisation, no tensor op).
 template <typename T>
-void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight,
+bool forward_impl(const at::Tensor& features, const at::Tensor& cls_weight,
                   const at::Tensor& cls_bias, const at::Tensor& att_weight, int fusion,
                   const Sizes& sz, ForwardResult& out) {
   using acc_t = at::opmath_type<T>;
@@ -142,7 +144,7 @@ void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight,
   const int64_t WD = W * D, WpD = W + D, HWD = sz.voxels(), rows = B * H;
   auto& [logits, cam, acam, scores_h, scores_w, scores_d, pooled] = out;
   pooled.zero_();
-  if (B == 0) return;
+  if (B == 0) return true;
 
   const T* F = features.data_ptr<T>();
   const at::Tensor wc_acc = cls_weight.to(pooled.scalar_type());
@@ -221,7 +223,7 @@ void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight,
 
   // Sums to means, then the small per-sample part: softmax, logits, ACAM.
   const acc_t inv[3] = {acc_t(1) / acc_t(W * D), acc_t(1) / acc_t(H * D), acc_t(1) / acc_t(H * W)};
-  const acc_t bias = static_cast<acc_t>(cls_bias.reshape({1})[0].item<double>());
+  const acc_t bias = static_cast<acc_t>(cls_bias.data_ptr<T>()[0]);  // contiguous, one value
   const T* wa = att_weight.data_ptr<T>();
   const T* wct = cls_weight.data_ptr<T>();
   T* lg = logits.data_ptr<T>();
@@ -270,6 +272,9 @@ void forward_impl(const at::Tensor& features, const at::Tensor& cls_weight,
       }
     }
   });
+  bool finite = true;
+  for (int64_t b = 0; b < B; ++b) finite &= std::isfinite(static_cast<double>(lg[b]));
+  return finite;
 }
 
 template <typename T>
@@ -353,11 +358,13 @@ ForwardResult attention_cam_cpu(const at::Tensor& features, const at::Tensor& cl
   const at::Tensor f = features.contiguous();
   const at::Tensor wc = cls_weight.contiguous();
   const at::Tensor wa = att_weight.contiguous();
+  const at::Tensor b = cls_bias.contiguous();
   ForwardResult out = allocate_forward(features, sz);
+  bool finite = true;
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, f.scalar_type(), "attention_cam_cpu",
-      [&] { forward_impl<scalar_t>(f, wc, cls_bias, wa, fusion_id, sz, out); });
-  check_finite_logits(std::get<0>(out), cls_weight, cls_bias, att_weight);
+      [&] { finite = forward_impl<scalar_t>(f, wc, b, wa, fusion_id, sz, out); });
+  if (!finite) raise_non_finite(cls_weight, cls_bias, att_weight);
   return out;
 }
 

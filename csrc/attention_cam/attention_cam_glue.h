@@ -69,15 +69,23 @@ inline ForwardResult allocate_forward(const at::Tensor& features, const Sizes& s
 }
 
 // Non-finite features make every pooled mean, and so the logit, non-finite: checking the B logits
-// detects them without another pass over the features.
-inline void check_finite_logits(const at::Tensor& logits, const at::Tensor& cls_weight,
-                                const at::Tensor& cls_bias, const at::Tensor& att_weight) {
-  if (logits.numel() == 0 || at::isfinite(logits).all().item<bool>()) return;
+// detects them without another pass over the features. raise_non_finite names the input at fault
+// once the logits are known to be non-finite (the CPU reads them in host memory, CUDA under debug
+// checks only, csrc/debug_checks.h).
+inline void raise_non_finite(const at::Tensor& cls_weight, const at::Tensor& cls_bias,
+                             const at::Tensor& att_weight) {
   TORCH_CHECK(at::isfinite(cls_weight).all().item<bool>(), kOp, ": cls_weight contains NaN or Inf");
   TORCH_CHECK(at::isfinite(cls_bias).all().item<bool>(), kOp, ": cls_bias contains NaN or Inf");
   TORCH_CHECK(at::isfinite(att_weight).all().item<bool>(), kOp, ": att_weight contains NaN or Inf");
   TORCH_CHECK(false, kOp,
               ": features contain NaN or Inf (or values so large that their means overflow)");
+}
+
+// The check on device logits: one host synchronisation (CUDA under debug checks).
+inline void check_finite_logits(const at::Tensor& logits, const at::Tensor& cls_weight,
+                                const at::Tensor& cls_bias, const at::Tensor& att_weight) {
+  if (logits.numel() == 0 || at::isfinite(logits).all().item<bool>()) return;
+  raise_non_finite(cls_weight, cls_bias, att_weight);
 }
 
 inline Sizes check_backward_inputs(const at::Tensor& grad_logits, const at::Tensor& pooled,

@@ -11,13 +11,25 @@
 // Reduction: 'balanced' (mean of the same-class mean and the different-class mean, over the
 // non-empty kinds only), 'mean' (over all valid ordered pairs) or 'sum'. No valid pair: loss 0.
 //
-// Both kernels work on a prepared problem (pairwise_loss_glue.h): the M labelled rows gathered and
-// sorted by (group, label), centred (the loss depends on differences only), zero-padded to `dim`
-// features, with their squared norms and dense class ids. Each group is a contiguous range of
-// rows cut into blocks of kBlockRows rows (RowBlock). The forward visits the unordered pairs once
-// (column tiles at or after the block's first row, q > p); the CPU backward too, adding row and
-// column contributions; the CUDA backward visits each row's whole group, so that every thread
-// owns its row's gradient (no atomics: results are deterministic).
+// Both kernels work on a prepared problem (pairwise_loss_glue.h), built by tensor ops whose sizes
+// follow from the shapes alone (no host synchronisation): all N rows sorted by (labelled, group,
+// label), so that the ignored rows come first and each group and each class is a run of the
+// labelled ones; centred over the labelled rows (the loss depends on differences only; skipped
+// where it would overflow), zero-padded to `dim` features; their squared norms, and dense class
+// ids (-1 for the ignored rows) and group ids, both non-decreasing (run_begin / run_end of
+// pairwise_loss_math.h find a row's class or group). The CPU reads the ids in host memory to
+// count the pairs of each kind and to cut the groups into blocks of kBlockRows rows (RowBlock).
+// The CUDA kernels count the pairs on the device and take fixed blocks of kBlockRows sorted rows
+// (ceil(N / kBlockRows) of them, from the shape) whose rows may belong to different groups: each
+// thread keeps to its row's group. The forward visits the unordered pairs once (columns q > p);
+// the CPU backward too, adding row and column contributions; the CUDA backward visits each row's
+// whole group, so that every thread owns its row's gradient (no atomics: results are
+// deterministic).
+//
+// Huge embeddings: where the squared norms or the norm-based d2 overflow (NaN or Inf), d2 is
+// recomputed from the differences, which for finite embeddings is never NaN: a pair whose d2
+// overflows has d2 = +Inf, loss +Inf for the same class (its exact value exceeds the type) and 0
+// for different classes, with gradient coefficient 1 and 0 (pairwise_loss_math.h).
 #pragma once
 
 #include <cstdint>
@@ -32,23 +44,26 @@ enum Reduction : int { kBalanced = 0, kMean = 1, kSum = 2 };
 // Rows per block: one CPU row tile, one CUDA thread block (a thread per row).
 constexpr int64_t kBlockRows = 128;
 
-// Rows [row_begin, row_end) of the sorted rows, all in the group [group_begin, group_end).
+// The CPU's row blocks: sorted rows [row_begin, row_end), all in the group [group_begin,
+// group_end).
 struct RowBlock {
   int64_t row_begin, row_end, group_begin, group_end;
 };
 
-// The prepared problem: device pointers for CUDA, host pointers for the CPU. acc_t is double for
-// float64 embeddings, float otherwise (float16 and bfloat16 are converted in the glue).
+// The prepared problem as the CUDA kernels see it (device pointers). acc_t is double for float64
+// embeddings, float otherwise (float16 and bfloat16 are converted in the glue).
 struct Problem {
-  int64_t dim;             // padded features (zeros beyond the real K)
-  int64_t num_blocks;      // row blocks
-  const void* emb;         // (rows + padding, dim) acc_t, sorted and centred
-  const void* norms;       // (rows + padding) acc_t: squared norms of the rows of emb
-  const int32_t* cls;      // (rows + padding): equal iff same (group, label); -1 in the padding
-  const RowBlock* blocks;  // (num_blocks)
-  double w_same, w_diff;   // the reduction's weight of one ordered pair of each kind (times the
-                           // incoming gradient in the backward)
-  double eps;              // clamp of tanh(d2 / 2) for different-class pairs
+  int64_t rows;           // N sorted rows, the ignored ones first
+  int64_t dim;            // padded features (zeros beyond the real K)
+  int64_t num_blocks;     // ceil(rows / kBlockRows) blocks of consecutive sorted rows
+  const void* emb;        // (rows, dim) acc_t, sorted, labelled rows centred, others zero
+  const void* norms;      // (rows) acc_t: squared norms of the rows of emb
+  const int32_t* cls;     // (rows): equal iff same (group, label); -1 for ignored rows
+  const int32_t* group;   // (rows): group id; both ids are non-decreasing
+  const double* weights;  // (2) on the device: the reduction's weight of one ordered pair
+                          // of each kind (same, different), times 4 x the incoming
+                          // gradient in the backward
+  double eps;             // clamp of tanh(d2 / 2) for different-class pairs
 };
 
 // Features the CUDA kernels see: 16, 32 or 64 (specialised at compile time), else a multiple of
@@ -61,10 +76,16 @@ inline int64_t cuda_padded_dim(int64_t K) {
 }
 
 #if defined(WSLS_WITH_CUDA) || defined(__CUDACC__)
-// CUDA launchers (pairwise_loss_kernel.cu). kind is Float or Double (the accumulation type).
+// CUDA launchers (pairwise_loss_kernel.cu), asynchronous on the stream (no host synchronisation,
+// a fixed sequence of launches for given sizes). kind is Float or Double (the accumulation type).
+// weights: counts the valid ordered pairs of each kind from the ids (counts: 2 int64 of scratch),
+// then *weights (2 doubles, device) = scale * reduction_weights(reduction, n_same, n_diff) with
+// scale = 4 * *grad (grad: one device double) for the backward, 1 without grad (forward).
 // Forward: partials is (num_blocks) double scratch; *loss (one double, device) receives the loss.
-// Backward: grad (rows, dim) acc_t receives d loss / d emb of the sorted rows, already weighted.
-// Both return a cudaError_t (0 on success).
+// Backward: grad (rows, dim) acc_t receives d loss / d emb of the sorted rows, already weighted
+// (zeros for rows without pairs: zeroed by the caller). All return a cudaError_t (0: success).
+int weights_cuda(int reduction, const int32_t* cls, const int32_t* group, int64_t rows,
+                 const double* grad, int64_t* counts, double* weights, void* stream);
 int forward_cuda(const Problem& p, ScalarKind kind, double* partials, double* loss, void* stream);
 int backward_cuda(const Problem& p, ScalarKind kind, void* grad, void* stream);
 #endif

@@ -20,6 +20,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -179,7 +181,8 @@ WSLS_ALWAYS_INLINE void panel_distances(const Tiles<acc_t>& P, int64_t p0, int64
     const V np = Tr::splat(P.norms[p0 + r]);
     d2[r] = squared_distance(np, nq, dot[r]);
     same[r] = cq == static_cast<lane_t>(P.cls[p0 + r]);
-    near[r] = needs_exact_distance(d2[r], np, nq) & ~same[r];
+    near[r] = (needs_exact_distance(d2[r], np, nq) & ~same[r]) |
+              distance_overflowed(d2[r], np, nq, finite_max(acc_t(0)));
     near_any |= near[r];
   }
   if (!any_lane(near_any)) return;
@@ -384,10 +387,10 @@ Tiles<acc_t> make_tiles(const Prepared& prep, const at::Tensor& ft, double w_sam
 }
 
 template <typename acc_t>
-double forward_impl(const Prepared& prep, double w_same, double w_diff, double eps) {
+double forward_impl(const Prepared& prep, const std::vector<RowBlock>& blocks, double w_same,
+                    double w_diff, double eps) {
   const at::Tensor ft = prep.emb.t().contiguous();
   const Tiles<acc_t> P = make_tiles<acc_t>(prep, ft, w_same, w_diff, eps);
-  const std::vector<RowBlock>& blocks = prep.blocks;
   const int64_t nb = static_cast<int64_t>(blocks.size());
   std::vector<double> partial(nb, 0.0);
   const int64_t n_chunks = std::min<int64_t>(nb, 4 * at::get_num_threads());
@@ -412,11 +415,10 @@ double forward_impl(const Prepared& prep, double w_same, double w_diff, double e
 
 // Writes the gradient of the labelled rows into out (N, K), rows in the original order.
 template <typename T, typename acc_t>
-void backward_impl(const Prepared& prep, double w_same, double w_diff, double eps, int64_t K,
-                   at::Tensor& out) {
+void backward_impl(const Prepared& prep, const std::vector<RowBlock>& blocks, double w_same,
+                   double w_diff, double eps, int64_t K, at::Tensor& out) {
   const at::Tensor ft = prep.emb.t().contiguous();
   const Tiles<acc_t> P = make_tiles<acc_t>(prep, ft, w_same, w_diff, eps);
-  const std::vector<RowBlock>& blocks = prep.blocks;
   const int64_t nb = static_cast<int64_t>(blocks.size());
   const int64_t padded_rows = prep.emb.size(0), dim = prep.dim;
   // One gradient buffer per chunk, the chunks' buffers within kBufferBudget (but at least two).
@@ -462,6 +464,30 @@ int64_t vector_width(const at::Tensor& embeddings) {
   return embeddings.scalar_type() == at::kDouble ? Vec<double>::W : Vec<float>::W;
 }
 
+// Every embedding finite, read in host memory (any strides): no copy, no synchronisation.
+void check_finite_cpu(const at::Tensor& embeddings, const char* op) {
+  bool finite = true;
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, embeddings.scalar_type(), "pairwise_affinity_loss_check", [&] {
+        const scalar_t* x = embeddings.data_ptr<scalar_t>();
+        const int64_t N = embeddings.size(0), K = embeddings.size(1);
+        const int64_t s0 = embeddings.stride(0);
+        const int64_t s1 = embeddings.stride(1);
+        std::atomic<bool> ok{true};
+        at::parallel_for(0, N, 4096, [&](int64_t i0, int64_t i1) {
+          bool all = true;
+          for (int64_t i = i0; i < i1; ++i) {
+            for (int64_t k = 0; k < K; ++k) {
+              all &= std::isfinite(static_cast<at::opmath_type<scalar_t>>(x[i * s0 + k * s1]));
+            }
+          }
+          if (!all) ok = false;
+        });
+        finite = ok;
+      });
+  if (!finite) raise_non_finite(op);
+}
+
 Prepared prepare_cpu(const at::Tensor& embeddings, const at::Tensor& labels,
                      const std::optional<at::Tensor>& groups) {
   const int64_t W = vector_width(embeddings);
@@ -470,21 +496,58 @@ Prepared prepare_cpu(const at::Tensor& embeddings, const at::Tensor& labels,
   return prepare(embeddings, labels, groups, dim, W, W);
 }
 
+// What the CPU plans in host memory from the ids: the row blocks (each group of two labelled
+// rows or more, in blocks of kBlockRows rows) and the numbers of valid ordered pairs.
+struct HostPlan {
+  std::vector<RowBlock> blocks;
+  int64_t n_same = 0, n_diff = 0;
+};
+
+HostPlan plan_rows(const Prepared& prep) {
+  HostPlan plan;
+  const int32_t* cls = prep.cls.data_ptr<int32_t>();
+  const int32_t* group = prep.group.data_ptr<int32_t>();
+  const int64_t N = prep.rows;
+  int64_t first = 0;  // the labelled rows are the last ones
+  while (first < N && cls[first] < 0) first = run_end(cls, N, first);
+  int64_t n_total = 0;
+  for (int64_t begin = first; begin < N;) {
+    const int64_t end = run_end(group, N, begin), size = end - begin;
+    n_total += size * (size - 1);
+    for (int64_t r = begin; size >= 2 && r < end; r += kBlockRows) {
+      plan.blocks.push_back({r, std::min(r + kBlockRows, end), begin, end});
+    }
+    begin = end;
+  }
+  for (int64_t begin = first; begin < N;) {
+    const int64_t end = run_end(cls, N, begin), size = end - begin;
+    plan.n_same += size * (size - 1);
+    begin = end;
+  }
+  plan.n_diff = n_total - plan.n_same;
+  return plan;
+}
+
 at::Tensor pairwise_affinity_loss_cpu(const at::Tensor& embeddings, const at::Tensor& labels,
                                       const std::optional<at::Tensor>& groups,
                                       c10::string_view reduction, double eps) {
   const int red = parse_reduction(reduction, kOp);
   check_inputs(embeddings, labels, groups, eps, kOp);
+  check_finite_cpu(embeddings, kOp);
   const Prepared prep = prepare_cpu(embeddings, labels, groups);
+  const HostPlan plan = plan_rows(prep);
   double w_same = 0, w_diff = 0;
-  reduction_weights(red, prep.n_same, prep.n_diff, &w_same, &w_diff);
+  reduction_weights(red, plan.n_same, plan.n_diff, &w_same, &w_diff);
   double loss = 0;
-  if (!prep.blocks.empty()) {
+  if (!plan.blocks.empty()) {
     const double e = kernel_eps(embeddings, eps);
-    loss = embeddings.scalar_type() == at::kDouble ? forward_impl<double>(prep, w_same, w_diff, e)
-                                                   : forward_impl<float>(prep, w_same, w_diff, e);
+    loss = embeddings.scalar_type() == at::kDouble
+               ? forward_impl<double>(prep, plan.blocks, w_same, w_diff, e)
+               : forward_impl<float>(prep, plan.blocks, w_same, w_diff, e);
   }
-  return at::full({}, loss, embeddings.options());
+  // Through a float64 tensor: a loss beyond the range of the embeddings' dtype becomes Inf there
+  // (at::full would refuse the value).
+  return at::full({}, loss, embeddings.options().dtype(at::kDouble)).to(embeddings.scalar_type());
 }
 
 at::Tensor pairwise_affinity_loss_backward_cpu(const at::Tensor& grad, const at::Tensor& embeddings,
@@ -493,19 +556,21 @@ at::Tensor pairwise_affinity_loss_backward_cpu(const at::Tensor& grad, const at:
                                                c10::string_view reduction, double eps) {
   const int red = parse_reduction(reduction, kBackwardOp);
   check_inputs(embeddings, labels, groups, eps, kBackwardOp);
-  const double g = grad_scalar(grad, embeddings);
+  check_finite_cpu(embeddings, kBackwardOp);
+  const double g = grad_scalar(grad, embeddings).data_ptr<double>()[0];
   at::Tensor out = at::zeros(embeddings.sizes(), embeddings.options());
   const Prepared prep = prepare_cpu(embeddings, labels, groups);
-  if (prep.blocks.empty()) return out;
+  const HostPlan plan = plan_rows(prep);
+  if (plan.blocks.empty()) return out;
   double w_same = 0, w_diff = 0;
-  reduction_weights(red, prep.n_same, prep.n_diff, &w_same, &w_diff);
+  reduction_weights(red, plan.n_same, plan.n_diff, &w_same, &w_diff);
   // d loss / d f_p = sum over q of 2 (both orders) * w * d loss / d d2 * 2 (f_p - f_q), times g.
   const double e = kernel_eps(embeddings, eps);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, embeddings.scalar_type(),
                                   "pairwise_affinity_loss_backward_cpu", [&] {
                                     backward_impl<scalar_t, at::opmath_type<scalar_t>>(
-                                        prep, 4 * g * w_same, 4 * g * w_diff, e, embeddings.size(1),
-                                        out);
+                                        prep, plan.blocks, 4 * g * w_same, 4 * g * w_diff, e,
+                                        embeddings.size(1), out);
                                   });
   return out;
 }

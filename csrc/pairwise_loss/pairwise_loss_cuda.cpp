@@ -1,32 +1,53 @@
 // Torch glue of the CUDA kernels of pairwise_affinity_loss: checks, preparation (shared with the
 // CPU, pairwise_loss_glue.h), stream, launch, and the scatter of the gradient to the original rows.
+// No host synchronisation: the preparation is tensor ops whose sizes follow from the shapes, the
+// reduction's weights are computed on the device from the device pair counts (and the incoming
+// gradient), the kernels' blocks are fixed runs of sorted rows. The finiteness check of the
+// embeddings synchronises, so it runs under debug checks only (csrc/debug_checks.h): without it
+// non-finite embeddings give a non-finite loss and gradient.
 #include <ATen/ops/empty.h>
-#include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <vector>
-
+#include "../debug_checks.h"
 #include "pairwise_loss_glue.h"
 
 namespace wsls {
 namespace pairwise_loss {
 namespace {
 
-// The row blocks on the device (4 int64 per block).
-at::Tensor device_blocks(const std::vector<RowBlock>& blocks, const at::Device& device) {
-  static_assert(sizeof(RowBlock) == 4 * sizeof(int64_t), "RowBlock is copied as 4 int64");
-  std::vector<RowBlock> copy(blocks);
-  const at::Tensor host =
-      at::from_blob(copy.data(), {static_cast<int64_t>(copy.size()), 4}, at::kLong);
-  return host.to(device);
-}
-
 ScalarKind acc_kind(const at::Tensor& embeddings) {
   return embeddings.scalar_type() == at::kDouble ? ScalarKind::Double : ScalarKind::Float;
+}
+
+cudaStream_t stream_of(const at::Tensor& t) {
+  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+}
+
+// The problem and its weights (2 doubles on the device, computed there from the pair counts);
+// grad: the incoming gradient as a float64 device scalar (backward) or undefined (forward).
+Problem make_problem(const Prepared& prep, int reduction, const at::Tensor& grad,
+                     at::Tensor& weights, double eps, cudaStream_t stream) {
+  weights = at::empty({2}, prep.emb.options().dtype(at::kDouble));
+  const at::Tensor counts = at::empty({2}, prep.emb.options().dtype(at::kLong));
+  C10_CUDA_CHECK(static_cast<cudaError_t>(
+      weights_cuda(reduction, prep.cls.data_ptr<int32_t>(), prep.group.data_ptr<int32_t>(),
+                   prep.rows, grad.defined() ? grad.data_ptr<double>() : nullptr,
+                   counts.data_ptr<int64_t>(), weights.data_ptr<double>(), stream)));
+  Problem p;
+  p.rows = prep.rows;
+  p.dim = prep.dim;
+  p.num_blocks = (prep.rows + kBlockRows - 1) / kBlockRows;
+  p.emb = prep.emb.data_ptr();
+  p.norms = prep.norms.data_ptr();
+  p.cls = prep.cls.data_ptr<int32_t>();
+  p.group = prep.group.data_ptr<int32_t>();
+  p.weights = weights.data_ptr<double>();
+  p.eps = eps;
+  return p;
 }
 
 at::Tensor pairwise_affinity_loss_cuda(const at::Tensor& embeddings, const at::Tensor& labels,
@@ -35,20 +56,18 @@ at::Tensor pairwise_affinity_loss_cuda(const at::Tensor& embeddings, const at::T
   const int red = parse_reduction(reduction, kOp);
   check_inputs(embeddings, labels, groups, eps, kOp);
   const c10::cuda::CUDAGuard guard(embeddings.device());
+  if (debug_checks_enabled()) check_finite_device(embeddings, kOp);
+  at::Tensor loss = at::zeros({}, embeddings.options().dtype(at::kDouble));
+  if (embeddings.size(0) < 2) return loss.to(embeddings.scalar_type());  // no pair
+  const cudaStream_t stream = stream_of(embeddings);
   const Prepared prep =
       prepare(embeddings, labels, groups, cuda_padded_dim(embeddings.size(1)), 1, 0);
-  double w_same = 0, w_diff = 0;
-  reduction_weights(red, prep.n_same, prep.n_diff, &w_same, &w_diff);
-  at::Tensor loss = at::zeros({}, embeddings.options().dtype(at::kDouble));
-  if (!prep.blocks.empty()) {
-    const at::Tensor blocks = device_blocks(prep.blocks, embeddings.device());
-    at::Tensor partials = at::empty({static_cast<int64_t>(prep.blocks.size())}, loss.options());
-    const Problem p = make_problem(prep, static_cast<const RowBlock*>(blocks.data_ptr()), w_same,
-                                   w_diff, kernel_eps(embeddings, eps));
-    C10_CUDA_CHECK(static_cast<cudaError_t>(
-        forward_cuda(p, acc_kind(embeddings), partials.data_ptr<double>(), loss.data_ptr<double>(),
-                     c10::cuda::getCurrentCUDAStream(embeddings.device().index()).stream())));
-  }
+  at::Tensor weights;
+  const Problem p =
+      make_problem(prep, red, at::Tensor(), weights, kernel_eps(embeddings, eps), stream);
+  at::Tensor partials = at::empty({p.num_blocks}, loss.options());
+  C10_CUDA_CHECK(static_cast<cudaError_t>(forward_cuda(
+      p, acc_kind(embeddings), partials.data_ptr<double>(), loss.data_ptr<double>(), stream)));
   return loss.to(embeddings.scalar_type());
 }
 
@@ -60,22 +79,20 @@ at::Tensor pairwise_affinity_loss_backward_cuda(const at::Tensor& grad,
   const int red = parse_reduction(reduction, kBackwardOp);
   check_inputs(embeddings, labels, groups, eps, kBackwardOp);
   const c10::cuda::CUDAGuard guard(embeddings.device());
-  const double g = grad_scalar(grad, embeddings);
+  const at::Tensor g = grad_scalar(grad, embeddings);
+  if (debug_checks_enabled()) check_finite_device(embeddings, kBackwardOp);
   at::Tensor out = at::zeros(embeddings.sizes(), embeddings.options());
+  if (embeddings.size(0) < 2) return out;  // no pair
   const int64_t K = embeddings.size(1);
+  const cudaStream_t stream = stream_of(embeddings);
   const Prepared prep = prepare(embeddings, labels, groups, cuda_padded_dim(K), 1, 0);
-  if (prep.blocks.empty()) return out;
-  double w_same = 0, w_diff = 0;
-  reduction_weights(red, prep.n_same, prep.n_diff, &w_same, &w_diff);
-  const at::Tensor blocks = device_blocks(prep.blocks, embeddings.device());
-  // Rows outside every block (groups of one row) get no gradient: zeros.
-  at::Tensor grad_rows = at::zeros({prep.rows, prep.dim}, prep.emb.options());
+  at::Tensor weights;
   // d loss / d f_p = sum over q of 2 (both orders) * w * d loss / d d2 * 2 (f_p - f_q), times g.
-  const Problem p = make_problem(prep, static_cast<const RowBlock*>(blocks.data_ptr()),
-                                 4 * g * w_same, 4 * g * w_diff, kernel_eps(embeddings, eps));
+  const Problem p = make_problem(prep, red, g, weights, kernel_eps(embeddings, eps), stream);
+  // Rows without a pair (ignored, or alone in their group) get no gradient: zeros.
+  at::Tensor grad_rows = at::zeros({prep.rows, prep.dim}, prep.emb.options());
   C10_CUDA_CHECK(static_cast<cudaError_t>(
-      backward_cuda(p, acc_kind(embeddings), grad_rows.data_ptr(),
-                    c10::cuda::getCurrentCUDAStream(embeddings.device().index()).stream())));
+      backward_cuda(p, acc_kind(embeddings), grad_rows.data_ptr(), stream)));
   out.index_copy_(0, prep.perm, grad_rows.narrow(1, 0, K).to(embeddings.scalar_type()));
   return out;
 }

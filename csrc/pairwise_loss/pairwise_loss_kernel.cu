@@ -1,18 +1,23 @@
 // CUDA kernels of pairwise_affinity_loss. CUDA headers only (no torch): raw pointers and
 // cudaStream_t. The per-pair math is pairwise_loss_math.h, shared with the CPU kernels.
 //
-// One thread block per row block of the prepared problem (kBlockRows rows, one thread per row),
-// the same row blocks as the CPU's row tiles. Column tiles are staged in shared memory (features,
+// One thread block per kBlockRows consecutive sorted rows (one thread per row): ceil(N /
+// kBlockRows) blocks, fixed by the shape. The ignored rows come first (idle threads, class -1),
+// then the labelled ones, each group a run of them; a block's rows may span groups, so each
+// thread keeps to its row's group [gb, ge) (run_begin / run_end of the group ids) and the block
+// stages the union of its rows' groups. Column tiles are staged in shared memory (features,
 // norms, class ids); each thread keeps its row in registers.
-//   forward:  the column tiles from the block's first row to the end of its group, pairs q > p
-//             (as the CPU's tiles on or above the diagonal). Each thread sums its row's weighted
-//             losses (float within a tile, double across tiles), a fixed-order tree gives the
-//             block's partial, and one thread adds the partials in block order: no atomics, the
-//             same bits on every run.
-//   backward: every column tile of the row's group, pairs q != p. Each thread accumulates its
-//             row's gradient sum_q c_pq (f_p - f_q) = S_p f_p - sum_q c_pq f_q in registers and
-//             writes it once: deterministic, with twice the pairs of the CPU's symmetric pass
-//             (whose column contributions would need a reduction across blocks).
+//   forward:  the column tiles from the block's first row to the end of its last row's group,
+//             pairs q > p. Each thread sums its row's weighted losses (float within a tile,
+//             double across tiles), a fixed-order tree gives the block's partial, and one thread
+//             adds the partials in block order: no atomics, the same bits on every run.
+//   backward: the column tiles of the groups of the block's rows, pairs q != p in the row's
+//             group. Each thread accumulates its row's gradient sum_q c_pq (f_p - f_q) =
+//             S_p f_p - sum_q c_pq f_q in registers and writes it once: deterministic, with twice
+//             the pairs of the CPU's symmetric pass (whose column contributions would need a
+//             reduction across blocks).
+// The reduction's weights come from the device (weights_kernel, from the pair counts and the
+// incoming gradient): nothing is read on the host, so the launches can be captured in a graph.
 // KP = 16, 32 or 64: the features are specialised at compile time (the glue pads K up with
 // zeros). KP = 0: any larger K (a multiple of 4), rows read through the cache instead of
 // registers, the gradient accumulated in the output row its thread owns.
@@ -20,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
 
 #include "pairwise_loss.h"
 #include "pairwise_loss_math.h"
@@ -29,7 +35,89 @@ namespace pairwise_loss {
 namespace {
 
 constexpr int kThreads = static_cast<int>(kBlockRows);
-static_assert(sizeof(RowBlock) == 4 * sizeof(int64_t), "RowBlock is copied as 4 int64");
+
+// Half the valid ordered pairs: sum over the labelled rows p of (p - the first row of p's class)
+// for the same class, of (p - the first row of p's group) for all. Each thread sums its rows, a
+// block tree, then one integer atomic per block and count (exact, so deterministic). counts: (2),
+// zeroed.
+__global__ void __launch_bounds__(kThreads)
+    counts_kernel(const int32_t* __restrict__ cls, const int32_t* __restrict__ group, int64_t rows,
+                  unsigned long long* __restrict__ counts) {
+  __shared__ unsigned long long s_same[kThreads], s_total[kThreads];
+  unsigned long long same = 0, total = 0;
+  for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < rows;
+       p += int64_t(gridDim.x) * blockDim.x) {
+    if (cls[p] < 0) continue;
+    same += static_cast<unsigned long long>(p - run_begin(cls, p));
+    total += static_cast<unsigned long long>(p - run_begin(group, p));
+  }
+  s_same[threadIdx.x] = same;
+  s_total[threadIdx.x] = total;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (static_cast<int>(threadIdx.x) < stride) {
+      s_same[threadIdx.x] += s_same[threadIdx.x + stride];
+      s_total[threadIdx.x] += s_total[threadIdx.x + stride];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    atomicAdd(counts, s_same[0]);
+    atomicAdd(counts + 1, s_total[0]);
+  }
+}
+
+// The reduction's weights from the counts (half the ordered pairs, see counts_kernel), as the CPU
+// computes them: reduction_weights, then 4 * g * w in the backward.
+__global__ void weights_kernel(int reduction, const unsigned long long* __restrict__ counts,
+                               const double* __restrict__ grad, double* __restrict__ weights) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  const int64_t n_same = 2 * static_cast<int64_t>(counts[0]);
+  const int64_t n_diff = 2 * static_cast<int64_t>(counts[1]) - n_same;
+  double w_same = 0, w_diff = 0;
+  reduction_weights(reduction, n_same, n_diff, &w_same, &w_diff);
+  if (grad != nullptr) {
+    w_same = 4 * *grad * w_same;
+    w_diff = 4 * *grad * w_diff;
+  }
+  weights[0] = w_same;
+  weights[1] = w_diff;
+}
+
+// The block's rows [blockIdx.x * kThreads, + kThreads) and this thread's row: whether it is a
+// labelled row, its group's rows [gb, ge), and the union of the labelled rows' groups (the
+// block's columns). Block-wide; ends synchronised.
+struct BlockRows {
+  int64_t row;                   // this thread's row
+  int64_t own;                   // a valid row to read (the block's first row past the end)
+  bool active;                   // a labelled row
+  int64_t gb, ge;                // its group's rows (empty when not active)
+  int64_t cols_begin, cols_end;  // the union of the active rows' groups (empty: none)
+};
+
+__device__ __forceinline__ BlockRows block_rows(const Problem& p) {
+  __shared__ int s_begin, s_end;
+  BlockRows b;
+  const int64_t row_begin = int64_t(blockIdx.x) * kThreads;
+  b.row = row_begin + threadIdx.x;
+  b.own = b.row < p.rows ? b.row : row_begin;
+  b.active = b.row < p.rows && p.cls[b.row] >= 0;
+  b.gb = b.active ? run_begin(p.group, b.row) : 0;
+  b.ge = b.active ? run_end(p.group, p.rows, b.row) : 0;
+  if (threadIdx.x == 0) {
+    s_begin = INT_MAX;
+    s_end = 0;
+  }
+  __syncthreads();
+  if (b.active) {
+    atomicMin(&s_begin, static_cast<int>(b.gb));
+    atomicMax(&s_end, static_cast<int>(b.ge));
+  }
+  __syncthreads();
+  b.cols_begin = s_begin;
+  b.cols_end = s_end;
+  return b;
+}
 
 // Columns per staged tile: the features of a tile stay within 32 KB of static shared memory.
 template <typename acc_t, int KP>
@@ -79,7 +167,10 @@ __device__ __forceinline__ acc_t pair_distance(const acc_t (&fp)[TileShape<acc_t
                                                int64_t q, int64_t K, acc_t np, acc_t nq,
                                                bool same) {
   const acc_t d2 = squared_distance(np, nq, row_dot<acc_t, KP>(fp, s_f, j, F, row, q, K));
-  if (same || !needs_exact_distance(d2, np, nq)) return d2;
+  if (!distance_overflowed(d2, np, nq, finite_max(acc_t(0))) &&
+      (same || !needs_exact_distance(d2, np, nq))) {
+    return d2;
+  }
   acc_t s = 0;
   if constexpr (KP > 0) {
 #pragma unroll
@@ -107,11 +198,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ int32_t s_cls[TC];
   __shared__ double s_red[kThreads];
   const acc_t* __restrict__ F = static_cast<const acc_t*>(p.emb);
-  const RowBlock rb = p.blocks[blockIdx.x];
-  const int64_t K = p.dim;
-  const int64_t row = rb.row_begin + threadIdx.x;
-  const bool active = row < rb.row_end;
-  const int64_t own = active ? row : rb.row_begin;  // idle threads read a valid row
+  const BlockRows b = block_rows(p);
+  const int64_t K = p.dim, row = b.row, own = b.own;
+  const bool active = b.active;
   acc_t fp[Shape::kFeatures];
   if constexpr (KP > 0) {
 #pragma unroll
@@ -120,11 +209,12 @@ __global__ void __launch_bounds__(kThreads)
   const acc_t np = static_cast<const acc_t*>(p.norms)[own];
   const int32_t cp = p.cls[own];
   const acc_t eps = static_cast<acc_t>(p.eps);
-  const acc_t ws = static_cast<acc_t>(p.w_same), wd = static_cast<acc_t>(p.w_diff);
+  const acc_t ws = static_cast<acc_t>(p.weights[0]), wd = static_cast<acc_t>(p.weights[1]);
 
   double total = 0;
-  for (int64_t c0 = rb.row_begin; c0 < rb.group_end; c0 += TC) {
-    const int n = static_cast<int>(min(static_cast<int64_t>(TC), rb.group_end - c0));
+  const int64_t first = int64_t(blockIdx.x) * kThreads;  // pairs q > p >= the block's first row
+  for (int64_t c0 = first; c0 < b.cols_end; c0 += TC) {
+    const int n = static_cast<int>(min(static_cast<int64_t>(TC), b.cols_end - c0));
     __syncthreads();  // the previous tile is consumed
     stage_tile<acc_t, KP>(p, c0, n, s_f, s_norm, s_cls);
     __syncthreads();
@@ -132,7 +222,7 @@ __global__ void __launch_bounds__(kThreads)
     if (active) {
       for (int j = 0; j < n; ++j) {
         const int64_t q = c0 + j;
-        if (q <= row) continue;  // each unordered pair once (diagonal tile only)
+        if (q <= row || q >= b.ge) continue;  // each unordered pair once, within the group
         const bool same = s_cls[j] == cp;
         const acc_t d2 = pair_distance<acc_t, KP>(fp, s_f, j, F, row, q, K, np, s_norm[j], same);
         tile += pair_loss<Math>(d2, same, eps) * (same ? ws : wd);
@@ -170,11 +260,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ acc_t s_norm[TC];
   __shared__ int32_t s_cls[TC];
   const acc_t* __restrict__ F = static_cast<const acc_t*>(p.emb);
-  const RowBlock rb = p.blocks[blockIdx.x];
-  const int64_t K = p.dim;
-  const int64_t row = rb.row_begin + threadIdx.x;
-  const bool active = row < rb.row_end;
-  const int64_t own = active ? row : rb.row_begin;
+  const BlockRows b = block_rows(p);
+  const int64_t K = p.dim, row = b.row, own = b.own;
+  const bool active = b.active;
   acc_t fp[Shape::kFeatures];
   acc_t acc[Shape::kFeatures];
   if constexpr (KP > 0) {
@@ -189,18 +277,18 @@ __global__ void __launch_bounds__(kThreads)
   const acc_t np = static_cast<const acc_t*>(p.norms)[own];
   const int32_t cp = p.cls[own];
   const acc_t eps = static_cast<acc_t>(p.eps);
-  const acc_t ws = static_cast<acc_t>(p.w_same), wd = static_cast<acc_t>(p.w_diff);
+  const acc_t ws = static_cast<acc_t>(p.weights[0]), wd = static_cast<acc_t>(p.weights[1]);
 
   acc_t rowsum = 0;  // S_p = sum_q c_pq
-  for (int64_t c0 = rb.group_begin; c0 < rb.group_end; c0 += TC) {
-    const int n = static_cast<int>(min(static_cast<int64_t>(TC), rb.group_end - c0));
+  for (int64_t c0 = b.cols_begin; c0 < b.cols_end; c0 += TC) {
+    const int n = static_cast<int>(min(static_cast<int64_t>(TC), b.cols_end - c0));
     __syncthreads();
     stage_tile<acc_t, KP>(p, c0, n, s_f, s_norm, s_cls);
     __syncthreads();
     if (!active) continue;
     for (int j = 0; j < n; ++j) {
       const int64_t q = c0 + j;
-      if (q == row) continue;
+      if (q == row || q < b.gb || q >= b.ge) continue;
       const bool same = s_cls[j] == cp;
       const acc_t d2 = pair_distance<acc_t, KP>(fp, s_f, j, F, row, q, K, np, s_norm[j], same);
       const acc_t c = pair_coef<Math>(d2, same, eps) * (same ? ws : wd);
@@ -267,6 +355,21 @@ int backward_typed(const Problem& p, void* grad, cudaStream_t stream) {
 }
 
 }  // namespace
+
+int weights_cuda(int reduction, const int32_t* cls, const int32_t* group, int64_t rows,
+                 const double* grad, int64_t* counts, double* weights, void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  unsigned long long* c = reinterpret_cast<unsigned long long*>(counts);
+  cudaError_t err = cudaMemsetAsync(c, 0, 2 * sizeof(unsigned long long), s);
+  if (err != cudaSuccess) return err;
+  if (rows > 0) {
+    const unsigned blocks =
+        static_cast<unsigned>(std::min<int64_t>(ceil_div<int64_t>(rows, kThreads), 1024));
+    counts_kernel<<<blocks, kThreads, 0, s>>>(cls, group, rows, c);
+  }
+  weights_kernel<<<1, 1, 0, s>>>(reduction, c, grad, weights);
+  return cudaGetLastError();
+}
 
 int forward_cuda(const Problem& p, ScalarKind kind, double* partials, double* loss, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);

@@ -132,6 +132,21 @@ WSLS_PAIR_MATH auto needs_exact_distance(V d2, V norm_p, V norm_q) {
   return d2 < (norm_p + norm_q) * 0.0625f;
 }
 
+// The largest finite float and double (an overload per accumulation type, host and device).
+WSLS_PAIR_MATH float finite_max(float) { return 3.402823466e+38f; }
+WSLS_PAIR_MATH double finite_max(double) { return 1.7976931348623157e+308; }
+
+// Huge embeddings: where the squared norms or the norm-based d2 overflowed (NaN from Inf - Inf,
+// or Inf), d2 is recomputed from the differences of the features, which for finite features is
+// never NaN: finite where it fits the type, +Inf where it does not (a same-class pair then has
+// loss +Inf and gradient coefficient 1, a different-class pair loss 0 and coefficient 0). The
+// norms of finite features are never NaN, so their sum needs only the Inf test. max:
+// finite_max of the element type.
+template <typename V, typename S>
+WSLS_PAIR_MATH auto distance_overflowed(V d2, V norm_p, V norm_q, S max) {
+  return (d2 != d2) | (d2 > max) | ((norm_p + norm_q) > max);
+}
+
 // Scalar traits, host and device.
 template <typename T>
 struct ScalarMath;
@@ -186,6 +201,37 @@ struct ScalarMath<double> {
   static WSLS_PAIR_MATH V log(V x) { return std::log(x); }
 #endif
 };
+
+// Runs of equal ids in a non-decreasing array (the class and group ids of the sorted rows): the
+// first index of the run holding p, and one past its last (n: the array's length). Binary
+// searches: O(log n) reads.
+WSLS_PAIR_MATH int64_t run_begin(const int32_t* ids, int64_t p) {
+  const int32_t v = ids[p];
+  int64_t lo = 0, hi = p;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (ids[mid] < v) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+WSLS_PAIR_MATH int64_t run_end(const int32_t* ids, int64_t n, int64_t p) {
+  const int32_t v = ids[p];
+  int64_t lo = p + 1, hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (ids[mid] <= v) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
 
 // Weight of one valid ordered pair's loss of each kind in the reduced loss, from the numbers of
 // valid ordered pairs of each kind. A kind with no pair gets weight 0; 'balanced' then averages

@@ -4,7 +4,7 @@ Importing this package loads the compiled library; it needs torch and nothing el
 """
 
 from . import reference
-from ._load import build_info, has_kernel
+from ._load import build_info, debug_checks, debug_checks_enabled, has_kernel
 from .affinity_grow import (
     PackedMasks,
     affinity_grow,
@@ -27,6 +27,8 @@ __all__ = [
     "cam_gap",
     "cam_gmp",
     "candidate_scores",
+    "debug_checks",
+    "debug_checks_enabled",
     "has_kernel",
     "mask_nms",
     "pack_masks",

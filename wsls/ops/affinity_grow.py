@@ -16,6 +16,14 @@ from torch import Tensor
 
 from . import _load  # noqa: F401  (registers the kernels)
 
+# The largest bool output affinity_grow returns (packed=False). The bool stack is a view for
+# convenience, 8 to 10 times the packed words that the op computes (one bit per voxel) and that
+# candidate_scores, mask_nms and union take directly; 8 GiB is about the whole memory of the
+# machines this project runs on (a 24 GB GPU holds the network, the embeddings and this at most),
+# so a larger request is a mistake to refuse before the growth runs (it takes seconds), not after.
+# The CPU also refuses what exceeds the memory available now (MemAvailable, where Linux says).
+MAX_BOOL_BYTES = 8 << 30
+
 
 @dataclass(frozen=True)
 class PackedMasks:
@@ -95,8 +103,9 @@ def affinity_grow(
 
     Args:
         embeddings: (K, H, W, D) voxel embeddings f (float32/64, float16/bfloat16 computed in
-            float32). NaN or Inf anywhere raises.
-        seeds: (S, 3) int64 voxel indices (h, w, d), inside the volume; S may be 0.
+            float32), K >= 1. NaN or Inf anywhere raises (on CUDA under debug checks, below).
+        seeds: (S, 3) int64 voxel indices (h, w, d), inside the volume; S may be 0. A list is
+            converted as it is: a list of S lists of 3 (``[]``: no seed); any other shape raises.
         threshold: lambda in (0, 1]. A(p, q) = 2 / (1 + exp(||f(p) - f(q)||^2)) >= lambda,
             i.e. d2 <= log(2 / lambda - 1); lambda = 1 keeps exactly equal embeddings.
         connectivity: 6 (faces) or 26 (faces, edges, corners): the connected component of the
@@ -105,15 +114,69 @@ def affinity_grow(
             mask gives an empty candidate.
         packed: return PackedMasks (1 bit per voxel) instead of bool (S, H, W, D).
 
-    Not differentiable. Raises RuntimeError naming the argument on bad input.
+    Not differentiable. Raises RuntimeError naming the argument on bad input, and before any
+    work when the bool output would exceed ``MAX_BOOL_BYTES`` (8 GiB) or, on the CPU, the
+    memory available (pass ``packed=True``).
+
+    Host synchronisation: none with tensor seeds on the embeddings' device (a list of seeds is
+    copied there first). On CUDA, seeds outside the volume and non-finite embeddings are only
+    detected under ``wsls.ops.debug_checks(True)``; without it a seed outside the volume gives
+    an empty candidate and a non-finite voxel never passes (the CPU always raises).
     """
     if not isinstance(seeds, Tensor):
-        seeds = torch.as_tensor(seeds, dtype=torch.int64, device=embeddings.device).reshape(-1, 3)
+        seeds = torch.as_tensor(seeds, dtype=torch.int64, device=embeddings.device)
+        if seeds.numel() == 0 and seeds.dim() == 1:  # [] : no seed
+            seeds = seeds.reshape(0, 3)
+    if not packed:
+        _check_bool_output(embeddings, seeds)
     words = torch.ops.wsls.affinity_grow(
         embeddings, seeds, float(threshold), int(connectivity), mask
     )
     result = PackedMasks(words, tuple(embeddings.shape[1:]))
     return result if packed else result.unpack()
+
+
+def _available_host_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _format_bytes(n: int) -> str:
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} B"
+
+
+def _check_bool_output(embeddings: Tensor, seeds: Tensor) -> None:
+    """Refuse a bool (S, H, W, D) output larger than MAX_BOOL_BYTES or, on the CPU, than the
+    memory available, from the shapes alone (the C++ op checks the shapes themselves)."""
+    if embeddings.dim() != 4 or seeds.dim() != 2:
+        return
+    S = seeds.shape[0]
+    H, W, D = (int(n) for n in embeddings.shape[1:])
+    needed = S * H * W * D
+    limit, what = (
+        MAX_BOOL_BYTES,
+        "the limit of bool outputs (wsls.ops.affinity_grow.MAX_BOOL_BYTES)",
+    )
+    if embeddings.device.type == "cpu" and not torch.compiler.is_compiling():
+        available = _available_host_bytes()
+        if available is not None and available < limit:
+            limit, what = available, "the memory available"
+    if needed > limit:
+        packed_bytes = S * H * W * ((D + 63) // 64) * 8
+        raise RuntimeError(
+            f"affinity_grow: a bool output of S = {S} candidates over the volume {H} x {W} x {D} "
+            f"needs {_format_bytes(needed)}, more than {what} ({_format_bytes(limit)}); pass "
+            f"packed=True ({_format_bytes(packed_bytes)})"
+        )
 
 
 def pack_masks(masks: Tensor) -> PackedMasks:
@@ -128,8 +191,11 @@ def unpack_masks(packed: PackedMasks) -> Tensor:
 
 def union_masks(packed: PackedMasks, indices: Tensor | Sequence[int] | None = None) -> Tensor:
     """bool (H, W, D): the union of the candidates at indices (default: all); OR-reduced on the
-    packed words in log2(S) steps."""
-    words = packed.words if indices is None else packed.words[torch.as_tensor(indices).long()]
+    packed words in log2(S) steps. No host synchronisation with indices on the words' device (a
+    list is copied there first)."""
+    words = packed.words
+    if indices is not None:
+        words = words[torch.as_tensor(indices, dtype=torch.int64, device=words.device)]
     while words.shape[0] > 1:
         half = words.shape[0] // 2
         merged = words[:half] | words[half : 2 * half]
@@ -163,11 +229,28 @@ def mask_nms(masks: Tensor | PackedMasks, scores: Tensor, iou_threshold: float) 
     Returns the kept candidate indices (int64), by descending score, ties by lower index. IoU
     is counted exactly by popcount; two empty masks have IoU 0, so an empty candidate is never
     suppressed (filter by area first where that matters).
+
+    Host synchronisation: on CUDA, one (the number of kept candidates is the output's size; the
+    NaN check of the scores is read with it), so mask_nms cannot be captured in a CUDA graph.
     """
     return torch.ops.wsls.mask_nms(_words(masks, "mask_nms"), scores, float(iou_threshold))
 
 
 def candidate_scores(masks: Tensor | PackedMasks, acam: Tensor) -> Tensor:
     """Mean of acam (H, W, D) over each candidate (PackedMasks or bool (S, H, W, D)) -> (S) in
-    acam's dtype, summed in float64; 0 for an empty candidate."""
+    acam's dtype, summed in float64; 0 for an empty candidate. acam must have the candidates'
+    volume (H, W, D). (Raw packed words, which do not record D, are only checked for
+    ceil(D / 64) words per row.)"""
+    if isinstance(masks, PackedMasks):
+        volume = tuple(masks.shape)
+    elif isinstance(masks, Tensor) and masks.dtype == torch.bool and masks.dim() == 4:
+        volume = tuple(masks.shape[1:])
+    else:
+        volume = None
+    if volume is not None and isinstance(acam, Tensor) and acam.dim() == 3:
+        if tuple(acam.shape) != volume:
+            raise RuntimeError(
+                f"candidate_scores: masks over the volume (H, W, D) = {volume} do not fit acam "
+                f"(H, W, D) = {tuple(acam.shape)}"
+            )
     return torch.ops.wsls.candidate_scores(_words(masks, "candidate_scores"), acam)

@@ -78,7 +78,11 @@ def attention_cam(
         scores_h (B, H), scores_w (B, W), scores_d (B, D)). Differentiable through ``logits``
         only (in features, cls_weight, cls_bias, att_weight); the maps are not differentiable.
         float32/float64 everywhere, float16/bfloat16 too (accumulating in float32). Raises
-        RuntimeError naming the argument on bad shapes, dtypes, devices, fusion or NaN/Inf.
+        RuntimeError naming the argument on bad shapes, dtypes, devices, fusion or K = 0, and
+        on NaN/Inf (always on the CPU; on CUDA under ``wsls.ops.debug_checks(True)`` only,
+        non-finite logits and maps otherwise).
+
+    Host synchronisation: none, forward and backward (capturable in a CUDA graph).
     """
     out = torch.ops.wsls.attention_cam(features, cls_weight, cls_bias, att_weight, fusion)
     return AttentionCamResult(*out[:6])

@@ -58,7 +58,7 @@ def pairwise_affinity_loss(
     where the clamp holds).
 
     Args:
-        embeddings: (N, K) float32/float64 (float16/bfloat16 computed in float32).
+        embeddings: (N, K) float32/float64 (float16/bfloat16 computed in float32), K >= 1.
         labels: (N) int64 class of each row; negative = ignored.
         groups: optional (N) int64; only pairs within a group count (e.g. one per volume).
         reduction: 'balanced' (default: the mean of the same-class mean and the
@@ -70,6 +70,17 @@ def pairwise_affinity_loss(
         The loss, a 0-dim tensor of the embeddings' dtype; 0 (with zero gradient) when there is
         no valid pair (N < 2, every row ignored, or every group of one row). Differentiable in
         ``embeddings``; the backward recomputes the pairs. Raises RuntimeError naming the
-        argument on bad shapes, dtypes, devices, NaN/Inf embeddings, reduction or eps.
+        argument on bad shapes, dtypes, devices, K = 0, reduction or eps, and on NaN/Inf
+        embeddings (always on the CPU; on CUDA under ``wsls.ops.debug_checks(True)`` only, a
+        non-finite loss otherwise).
+
+    Huge embeddings never give NaN: where squared norms or distances overflow the accumulation
+    type (float32 beyond about 1e19), d2 comes from the differences and is +Inf where it does
+    not fit; a different-class pair that far apart then has loss 0 and zero gradient, a
+    same-class pair loss +Inf (its value exceeds the type) and a finite gradient. A loss beyond
+    the embeddings' dtype is +Inf.
+
+    Host synchronisation: none, forward and backward (the pair counts and the reduction's
+    weights stay on the device), so both can be captured in a CUDA graph.
     """
     return torch.ops.wsls.pairwise_affinity_loss(embeddings, labels, groups, reduction, eps)

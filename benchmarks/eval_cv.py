@@ -194,36 +194,44 @@ def with_overrides(config: WSLSConfig, overrides: list[str]) -> WSLSConfig:
 
 
 def _summary(rows: list[dict], variants: list[str]) -> str:
+    """The per-case table (Dice of each method, the main variant's volume ratio, lambda and
+    quality verdict), means, and the counts the acceptance asks for."""
     methods = [*variants, BASELINE, BASELINE_LCC]
     cases = list(dict.fromkeys(r["case"] for r in rows))
     by = {(r["case"], r["method"]): r for r in rows}
-    lines = [
-        "| case | source | true voxels | " + " | ".join(methods) + " | volume ratio | lambda |",
-        "|---" * (len(methods) + 5) + "|",
-    ]
     main = variants[0]
+    lines = [
+        "| case | source | true voxels | "
+        + " | ".join(methods)
+        + f" | {main}: volume ratio | lambda | verdict |",
+        "|---" * (len(methods) + 6) + "|",
+    ]
     for case in cases:
         r = by[(case, main)]
         cells = [f"{by[(case, m)]['dice']:.3f}" if (case, m) in by else "-" for m in methods]
         lines.append(
             f"| {case} | {r['source']} | {r['true_voxels']} | "
             + " | ".join(cells)
-            + f" | {r['volume_ratio']:.2f} | {r['lambda']:.3g} |"
+            + f" | {r['volume_ratio']:.2f} | {r['lambda']:.3g} | {r.get('verdict', '-')} |"
         )
     means = []
     for m in methods:
         d = [by[(c, m)]["dice"] for c in cases if (c, m) in by]
         means.append(f"**{np.mean(d):.3f} ± {np.std(d, ddof=1) if len(d) > 1 else 0:.3f}**")
-    lines.append("| mean ± sd | | | " + " | ".join(means) + " | | |")
+    lines.append("| mean ± sd | | | " + " | ".join(means) + " | | | |")
     dice = np.array([by[(c, main)]["dice"] for c in cases])
     lcc = np.array([by[(c, BASELINE_LCC)]["dice"] for c in cases])
     ratio = np.array([by[(c, main)]["volume_ratio"] for c in cases])
+    passed = np.array([by[(c, main)].get("verdict") == "ok" for c in cases])
     lines += [
         "",
         f"- {main}: mean Dice {dice.mean():.3f}; above {BASELINE_LCC} on "
         f"{int((dice > lcc).sum())} of {len(cases)}; lowest {dice.min():.3f}; "
         f"below 0.5 on {int((dice < 0.5).sum())}; volume ratio in [0.5, 2] on "
-        f"{int(((ratio >= 0.5) & (ratio <= 2)).sum())}; above 2 on {int((ratio > 2).sum())}",
+        f"{int(((ratio >= 0.5) & (ratio <= 2)).sum())}, above 2 on {int((ratio > 2).sum())}",
+        f"- quality verdict: {int(passed.sum())} ok, {int((~passed).sum())} to check; lowest Dice "
+        f"of the ok ones {dice[passed].min() if passed.any() else float('nan'):.3f}; cases "
+        f"under 0.5 not flagged: {int(((dice < 0.5) & passed).sum())}",
     ]
     return "\n".join(lines) + "\n"
 

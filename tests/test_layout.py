@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wsls"
 LAYERS = (
     ("wsls", "wsls.errors", "wsls.settings", "wsls.runtime", "wsls.morphology", "wsls.metrics",
      "wsls.viz", "wsls.ops", "wsls.io"),
-    ("wsls.data", "wsls.phantom", "wsls.models", "wsls.bundle"),
+    ("wsls.data", "wsls.phantom", "wsls.models", "wsls.bundle", "wsls.pretrained"),
     ("wsls.method", "wsls.baselines"),
     ("wsls.training", "wsls.evaluation", "wsls.inputs", "wsls.segmentation"),
     ("wsls.api", "wsls.batch", "wsls.crossval", "wsls.demo"),

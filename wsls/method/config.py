@@ -255,7 +255,7 @@ class QualityConfig:
 
     min_probability: float = 0.9
     max_brain_fraction: float = 0.3
-    min_contrast: float = 1.0
+    min_contrast: float = 1.2
     shell: int = 5
     max_over_support: float = 1.5
 

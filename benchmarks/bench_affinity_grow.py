@@ -18,7 +18,15 @@ They are timed on a subset of seeds and scaled linearly to S (said in the table)
 scipy and cc3d pipelines is not timed (at least the reference NMS): their ratios use growth only,
 so they understate ours.
 
+On CUDA the per-seed peer is cupyx.scipy.ndimage.label (the same d2 by a matrix-vector product
+on the GPU, thresholded, labelled, the seed's component kept; timed on a subset of seeds and
+scaled to S; CuPy is optional: the column says so when it is absent). The table adds ours'
+memory bandwidth as a share of the device's peak (common.peak_memory_bandwidth), counting the
+embeddings read once and the packed masks written once, and reports the target: S = 256 seeds
+grown + NMS on 240x240x155 under 100 ms.
+
 Run: python benchmarks/bench_affinity_grow.py [--device cpu|cuda|all] [--quick]
+  --quick: one volume (CPU: 120x120x78; CUDA: 240x240x155, the target's).
 """
 
 from __future__ import annotations
@@ -34,7 +42,15 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from common import fmt_mb, median_seconds, peak_extra_bytes, print_table  # noqa: E402
+from common import (  # noqa: E402
+    fmt_mb,
+    fmt_share,
+    median_seconds,
+    peak_extra_bytes,
+    print_ceilings,
+    print_table,
+    report_target,
+)
 
 from tests.test_op_affinity_grow import blob_embeddings  # noqa: E402
 from wsls.ops import (  # noqa: E402
@@ -52,6 +68,7 @@ K = 16
 NOISE = 0.05
 VOLUMES = {"120x120x78": (120, 120, 78), "240x240x155": (240, 240, 155)}
 SEED_COUNTS = (64, 256)
+TARGET = ("240x240x155", 256, 0.1)  # volume, S, seconds for grow + NMS
 
 
 def make_problem(shape, n_seeds, seed=0):
@@ -220,8 +237,40 @@ def bench_cpu(quick: bool, min_run_time: float) -> None:
     )
 
 
-def cuda_case(vname, emb, seeds, acam, min_run_time):
-    """One (volume, S) row of the CUDA table; emb and acam on the CPU."""
+def cupy_seed_times(emb_d, seeds, n):
+    """Mean seconds per seed of the cupyx.scipy.ndimage.label pipeline on the GPU over seeds
+    1..n (seed 0 warms up), and seed 0's mask (a CuPy bool array) to check against ours (the
+    same voxels unless a d2 lands within rounding of the bound)."""
+    import cupy
+    from cupyx.scipy import ndimage as cnd
+
+    K_, H, W, D = emb_d.shape
+    bound = reference.affinity_bound(LAMBDA)
+    flat = emb_d.reshape(K_, -1)
+    norms = (flat * flat).sum(0)
+    structure = cupy.asarray(cnd.generate_binary_structure(3, 1))
+
+    def seed_mask(s):
+        f = emb_d[:, s[0], s[1], s[2]]
+        d2 = norms - 2.0 * (f @ flat) + (f * f).sum()
+        passing = cupy.from_dlpack((d2 <= bound).reshape(H, W, D).to(torch.uint8))
+        labels, _ = cnd.label(passing, structure=structure)
+        return labels == labels[s[0], s[1], s[2]]
+
+    first = seed_mask(seeds[0].tolist())
+    cupy.cuda.get_current_stream().synchronize()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for s in seeds[1 : n + 1].tolist():
+        seed_mask(s)
+    cupy.cuda.get_current_stream().synchronize()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / n, first
+
+
+def cuda_case(vname, emb, seeds, acam, min_run_time, peak=None, cupy_n=0):
+    """One (volume, S) row of the CUDA table; emb and acam on the CPU. Also returns the
+    seconds of grow + NMS."""
     emb_d, seeds_d, acam_d = emb.cuda(), seeds.cuda(), acam.cuda()
 
     def grow(connectivity=CONNECTIVITY):
@@ -237,7 +286,20 @@ def cuda_case(vname, emb, seeds, acam, min_run_time):
     t_nms = median_seconds(lambda: mask_nms(packed, scores, IOU), min_run_time)
     t_all = median_seconds(lambda: ours_pipeline(emb_d, seeds_d, acam_d), min_run_time)
     t_global = median_seconds(lambda: grow(0), min_run_time)
-    return [
+    # the fewest bytes: the embeddings read once, the packed masks written once
+    moved = emb_d.numel() * emb_d.element_size() + packed.words.numel() * 8
+    if cupy_n:
+        per_seed, first = cupy_seed_times(emb_d, seeds_d, cupy_n)
+        cupy_total = per_seed * len(seeds)
+        theirs = torch.from_dlpack(first.astype("uint8")).bool()
+        agree = torch.equal(theirs, packed[0].unpack()[0])
+        cupy_cells = [
+            f"{cupy_total * 1e3:.1f} ({per_seed * 1e3:.2f}/seed{'' if agree else ', DIFFERS'})",
+            f"{cupy_total / t_grow:.1f}x",
+        ]
+    else:
+        cupy_cells = ["n/a", "n/a"]
+    row = [
         vname,
         str(len(seeds)),
         f"{t_grow * 1e3:.2f}",
@@ -248,17 +310,34 @@ def cuda_case(vname, emb, seeds, acam, min_run_time):
         f"{t_all * 1e3:.2f}",
         fmt_mb(peak_extra_bytes(grow, "cuda")),
         "yes" if same and same_nms else "NO",
+        fmt_share(moved / t_grow, peak),
+        *cupy_cells,
     ]
+    return row, t_grow + t_nms
 
 
 def bench_cuda(quick: bool, min_run_time: float) -> None:
     print(f"\n### cuda: {torch.cuda.get_device_name()}\n")
-    rows = []
-    volumes = {"120x120x78": VOLUMES["120x120x78"]} if quick else VOLUMES
+    peak, _ = print_ceilings()
+    try:
+        import cupy  # noqa: F401
+        from cupyx.scipy import ndimage  # noqa: F401
+
+        cupy_n = 4 if quick else 8
+        print(f"cupyx.scipy.ndimage.label per seed: mean over {cupy_n} seeds (after one), times S")
+    except ImportError as exc:
+        cupy_n = 0
+        print(f"CuPy is not installed ({exc}): the cupyx.scipy.ndimage.label column is skipped")
+    print()
+    rows, totals = [], {}
+    volumes = {"240x240x155": VOLUMES["240x240x155"]} if quick else VOLUMES
     for vname, shape in volumes.items():
         emb, all_seeds, acam = make_problem(shape, SEED_COUNTS)
         for S in SEED_COUNTS:
-            rows.append(cuda_case(vname, emb, all_seeds[:S], acam, min_run_time))
+            row, totals[(vname, S)] = cuda_case(
+                vname, emb, all_seeds[:S], acam, min_run_time, peak, cupy_n
+            )
+            rows.append(row)
     print_table(
         [
             "volume",
@@ -271,17 +350,33 @@ def bench_cuda(quick: bool, min_run_time: float) -> None:
             "grow+scores+NMS ms",
             "peak extra MB",
             "same as CPU",
+            "grow % of peak bandwidth",
+            "cupyx label grow ms",
+            "cupyx / ours grow",
         ],
         rows,
+    )
+    print()
+    vname, S, limit = TARGET
+    t = totals.get((vname, S))
+    report_target(
+        f"growth of S = {S} seeds + NMS on {vname} < {limit * 1e3:.0f} ms",
+        f"{t * 1e3:.1f} ms" if t else "n/a",
+        None if t is None else t < limit,
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
-    parser.add_argument("--quick", action="store_true", help="the small volume only")
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing")
+    parser.add_argument(
+        "--quick", action="store_true", help="one volume (CPU: the small one; CUDA: the target's)"
+    )
+    parser.add_argument(
+        "--min-run-time", type=float, help="seconds per timing (default 1, quick 0.2)"
+    )
     args = parser.parse_args()
+    args.min_run_time = args.min_run_time or (0.2 if args.quick else 1.0)
     print(f"wsls build: {build_info()}")
     print(
         f"K = {K}, lambda = {LAMBDA}, connectivity {CONNECTIVITY}, IoU threshold {IOU}, "

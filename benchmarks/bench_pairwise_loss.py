@@ -8,7 +8,16 @@ runs only up to --dense-max rows (it holds several N x N matrices), KeOps up to 
 the CPU (its time grows as N^2: about 20 s at N = 16,384 there); larger sizes say why they are
 skipped. CUDA runs N up to 10^6.
 
+On CUDA the table adds N^2 / time (pairs per second and pass) and ours' memory bandwidth as a
+share of the device's peak (common.peak_memory_bandwidth; the loss is compute-bound: N^2 pairs
+from N K floats, so that share is tiny), and it reports the targets at N = 10^6, K = 16:
+forward+backward under 2 s, and faster than KeOps. KeOps at a size whose time, predicted from
+the last size it ran at (N^2 scaling), passes --keops-cap-s is not run: the target then uses
+that prediction and says so.
+
 Run: python benchmarks/bench_pairwise_loss.py [--device cpu|cuda|all] [--sizes 4096x16,...]
+  --quick: CPU N = 2048, K = 16; CUDA N = 65536, 262144, 10^6 (K = 16), forward+backward only;
+  0.2 s per timing and one timed run of calls slower than 2 s.
 """
 
 from __future__ import annotations
@@ -22,7 +31,16 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import fmt_mb, fmt_ms, median_seconds, peak_extra_bytes, print_table  # noqa: E402
+from common import (  # noqa: E402
+    fmt_mb,
+    fmt_ms,
+    fmt_share,
+    median_seconds,
+    peak_extra_bytes,
+    print_ceilings,
+    print_table,
+    report_target,
+)
 
 from wsls.ops import build_info, pairwise_affinity_loss, reference  # noqa: E402
 
@@ -30,6 +48,10 @@ SIZES = {
     "cpu": [(4096, 16), (4096, 32), (16384, 16), (16384, 32), (65536, 16), (65536, 32)],
     "cuda": [(4096, 16), (16384, 16), (65536, 16), (65536, 32), (262144, 16), (1_000_000, 16)],
 }
+QUICK_SIZES = {"cpu": [(2048, 16)], "cuda": [(65536, 16), (262144, 16), (1_000_000, 16)]}
+TARGET_SIZE = (1_000_000, 16)
+TARGET_SECONDS = 2.0  # forward+backward at N = 10^6, K = 16
+PASSES = ("forward", "forward+backward")
 
 
 def make_inputs(n: int, k: int, device: str, seed: int = 0):
@@ -88,9 +110,9 @@ def forward_backward(fn, emb, labels):
     return run
 
 
-def measure(run, device: str, min_run_time: float, slow_s: float = 2.0):
+def measure(run, device: str, min_run_time: float, slow_s: float = 2.0, slow_runs: int = 3):
     """(median seconds, runs, peak extra bytes). The peak measurement doubles as the warm-up
-    (and KeOps' compilation); calls slower than slow_s are timed 3 times, faster ones by
+    (and KeOps' compilation); calls slower than slow_s are timed slow_runs times, faster ones by
     torch.utils.benchmark for min_run_time seconds."""
     peak = peak_extra_bytes(run, device)
     start = time.perf_counter()
@@ -101,7 +123,7 @@ def measure(run, device: str, min_run_time: float, slow_s: float = 2.0):
     if first < slow_s:
         return median_seconds(run, min_run_time), "auto", peak
     times = [first]
-    for _ in range(2):
+    for _ in range(slow_runs - 1):
         start = time.perf_counter()
         run()
         if device == "cuda":
@@ -135,8 +157,13 @@ def bench_device(device: str, sizes, args) -> None:
         print("pykeops is not installed: the KeOps column is skipped (pip install pykeops)")
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"\n### {device}: {name}, {torch.get_num_threads()} threads\n")
+    cuda = device == "cuda"
+    peak = print_ceilings()[0] if cuda else None
     keops_max = args.keops_max if device == "cpu" else 1 << 62
-    rows = []
+    passes = PASSES[1:] if args.quick and cuda else PASSES
+    slow_runs = 1 if args.quick else 3
+    rows, results_at = [], {}
+    keops_last = None  # (N, forward+backward seconds) of the last size KeOps ran at
     for n, k in sizes:
         emb, labels = make_inputs(n, k, device)
         impls = {"ours": pairwise_affinity_loss}
@@ -144,28 +171,80 @@ def bench_device(device: str, sizes, args) -> None:
             impls["dense reference"] = reference.pairwise_affinity_loss
         else:
             print(f"N={n}: dense reference skipped (N x N matrices; --dense-max {args.dense_max})")
-        if have_keops and n <= keops_max:
+        keops_predicted = None
+        if keops_last and args.keops_cap_s:
+            keops_predicted = keops_last[1] * (n / keops_last[0]) ** 2
+        if (
+            have_keops
+            and n <= keops_max
+            and not (keops_predicted and keops_predicted > args.keops_cap_s)
+        ):
             impls["KeOps"] = keops_loss
-        elif have_keops:
+        elif have_keops and n > keops_max:
             print(f"N={n}: KeOps skipped (N^2 time on the CPU; --keops-max {keops_max})")
-        print(f"N={n} K={k}: {check_agreement(impls, emb, labels)}")
-        for mode, wrap in (("forward", forward), ("forward+backward", forward_backward)):
+        elif have_keops:
+            print(
+                f"N={n}: KeOps skipped: predicted {keops_predicted:.1f} s per forward+backward "
+                f"from N={keops_last[0]} (N^2 scaling) > --keops-cap-s {args.keops_cap_s}"
+            )
+        print(f"N={n} K={k}: {check_agreement(impls, emb, labels)}", flush=True)
+        for mode in passes:
+            wrap = forward if mode == "forward" else forward_backward
             results = {}
             for impl, fn in impls.items():
                 try:
-                    results[impl] = measure(wrap(fn, emb, labels), device, args.min_run_time)
+                    results[impl] = measure(
+                        wrap(fn, emb, labels), device, args.min_run_time, slow_runs=slow_runs
+                    )
                 except Exception as exc:  # out of memory, KeOps build problems: say so
                     print(f"{impl} failed on N={n} K={k} {mode}: {type(exc).__name__}: {exc}")
                     results[impl] = (None, "", None)
             ours = results["ours"][0]
-            for impl, (t, runs, peak) in results.items():
+            results_at[(n, k, mode)] = {i: r[0] for i, r in results.items()}
+            if mode == "forward+backward" and results.get("KeOps", (None,))[0]:
+                keops_last = (n, results["KeOps"][0])
+            elif mode == "forward+backward" and keops_predicted:
+                results_at[(n, k, mode)]["KeOps (predicted)"] = keops_predicted
+            for impl, (t, runs, peak_bytes) in results.items():
                 ratio = f"{t / ours:.1f}x" if t and ours else "n/a"
-                rows.append([str(n), str(k), mode, impl, fmt_ms(t), runs, ratio, fmt_mb(peak)])
+                row = [str(n), str(k), mode, impl, fmt_ms(t), runs, ratio, fmt_mb(peak_bytes)]
+                if cuda:
+                    # bytes: embeddings and labels read (+ the embeddings' gradient written)
+                    moved = n * k * emb.element_size() * (1 if mode == "forward" else 2) + n * 8
+                    row.append(f"{n * n / t / 1e9:.1f}" if t else "n/a")
+                    row.append(fmt_share(moved / t if t else None, peak) if impl == "ours" else "")
+                rows.append(row)
                 print("  " + " ".join(rows[-1]), flush=True)  # progress; the table comes last
     print()
-    print_table(
-        ["N", "K", "pass", "impl", "median ms", "runs", "time / ours", "peak extra MB"], rows
+    headers = ["N", "K", "pass", "impl", "median ms", "runs", "time / ours", "peak extra MB"]
+    if cuda:
+        headers += ["N^2 / time (G pairs/s)", "ours % of peak bandwidth"]
+    print_table(headers, rows)
+    if cuda:
+        print()
+        report_targets(results_at.get((*TARGET_SIZE, "forward+backward")), have_keops)
+
+
+def report_targets(times: dict | None, have_keops: bool) -> None:
+    """The two targets at N = 10^6, K = 16, forward+backward (target lines)."""
+    label = "pairwise loss forward+backward at N = 10^6, K = 16"
+    ours = (times or {}).get("ours")
+    measured = f"{ours:.3f} s" if ours else "n/a (not run)"
+    report_target(
+        f"{label} < {TARGET_SECONDS:g} s", measured, None if not ours else ours < TARGET_SECONDS
     )
+    keops = (times or {}).get("KeOps")
+    predicted = (times or {}).get("KeOps (predicted)")
+    if ours and keops:
+        report_target(
+            f"{label} faster than KeOps", f"KeOps / ours {keops / ours:.1f}x", ours < keops
+        )
+    elif ours and predicted:
+        text = f"KeOps / ours {predicted / ours:.1f}x (KeOps predicted by N^2 scaling, not run)"
+        report_target(f"{label} faster than KeOps", text, ours < predicted)
+    else:
+        why = "pykeops is not installed or --no-keops" if not have_keops else "KeOps did not run"
+        report_target(f"{label} faster than KeOps", f"n/a ({why})", None)
 
 
 def parse_sizes(text: str):
@@ -179,15 +258,25 @@ def main() -> None:
     parser.add_argument("--dense-max", type=int, default=16384, help="largest N for the dense")
     parser.add_argument("--keops-max", type=int, default=16384, help="largest N for KeOps (CPU)")
     parser.add_argument("--no-keops", action="store_true")
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing")
+    parser.add_argument(
+        "--keops-cap-s",
+        type=float,
+        help="skip KeOps where its forward+backward is predicted to take longer (seconds)",
+    )
+    parser.add_argument(
+        "--min-run-time", type=float, help="seconds per timing (default 1, quick 0.2)"
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer sizes, short timings")
     args = parser.parse_args()
+    args.min_run_time = args.min_run_time or (0.2 if args.quick else 1.0)
     print(f"wsls build: {build_info()}")
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     for device in devices:
         if device == "cuda" and not torch.cuda.is_available():
             print("\n### cuda: no CUDA device visible, skipped")
             continue
-        bench_device(device, args.sizes or SIZES[device], args)
+        default = (QUICK_SIZES if args.quick else SIZES)[device]
+        bench_device(device, args.sizes or default, args)
 
 
 if __name__ == "__main__":

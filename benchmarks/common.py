@@ -83,3 +83,105 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     print("|" + "|".join("---" for _ in headers) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+# --- GPU ceilings and targets -------------------------------------------------------------
+
+# Peak memory bandwidth (bytes/s) by device name, from the vendors' datasheets, used where the
+# device properties give no memory clock or bus width. First match wins (case-insensitive).
+PEAK_BANDWIDTH_BY_NAME = (
+    ("H200", 4.8e12),  # H200 SXM and NVL: 141 GB HBM3e
+    ("H100 NVL", 3.9e12),
+    ("H100 PCIe", 2.0e12),
+    ("H100", 3.35e12),  # H100 SXM5 80 GB HBM3 ("NVIDIA H100 80GB HBM3")
+    ("A100-SXM4-80GB", 2.039e12),
+    ("A100 80GB PCIe", 1.935e12),
+    ("A100", 1.555e12),  # 40 GB, SXM4 and PCIe
+)
+
+
+def bandwidth_from_properties(memory_clock_khz: int, memory_bus_bits: int) -> float | None:
+    """Peak DRAM bandwidth in bytes/s: 2 transfers per memory clock (double data rate, as
+    CUDA's deviceQuery counts) times the bus width; None when either is unknown (0)."""
+    if not memory_clock_khz or not memory_bus_bits:
+        return None
+    return 2.0 * memory_clock_khz * 1e3 * memory_bus_bits / 8
+
+
+def bandwidth_from_name(name: str) -> float | None:
+    """The datasheet figure of PEAK_BANDWIDTH_BY_NAME for a device name, else None."""
+    for key, value in PEAK_BANDWIDTH_BY_NAME:
+        if key.lower() in name.lower():
+            return value
+    return None
+
+
+def peak_memory_bandwidth(device: int | None = None) -> tuple[float | None, str]:
+    """(peak bytes/s, where it comes from) for a CUDA device: torch.cuda.get_device_properties'
+    memory_clock_rate and memory_bus_width where torch fills them (and they agree with the
+    datasheet within 30 % where the name is in the table), else the datasheet table by name
+    (H100, H200, A100), else (None, why)."""
+    props = torch.cuda.get_device_properties(device)
+    clock = int(getattr(props, "memory_clock_rate", 0) or 0)
+    bus = int(getattr(props, "memory_bus_width", 0) or 0)
+    derived = bandwidth_from_properties(clock, bus)
+    table = bandwidth_from_name(props.name)
+    if derived and not (table and abs(derived / table - 1) > 0.3):
+        note = f" (datasheet table: {table / 1e12:.2f} TB/s)" if table else ""
+        source = f"device properties: 2 x memory clock {clock / 1e3:.0f} MHz x {bus}-bit bus" + note
+        return derived, source
+    if derived:  # a clock that disagrees with the datasheet by > 30 %: trust the datasheet
+        return table, (
+            f"datasheet table by name ({props.name!r}); the device properties' "
+            f"{derived / 1e12:.2f} TB/s is more than 30 % off it"
+        )
+    if table:
+        return table, f"datasheet table by name ({props.name!r}; device properties give no clock)"
+    return (
+        None,
+        f"unknown: no memory clock in the device properties and {props.name!r} not in the table",
+    )
+
+
+def measured_copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 20) -> float:
+    """Bytes/s of a device-to-device copy of nbytes (bytes read plus bytes written), median of
+    repeats timed with CUDA events after a warm-up; random data."""
+    x = torch.rand(nbytes // 4, device="cuda")
+    y = torch.empty_like(x)
+    y.copy_(x)
+    times = []
+    for _ in range(repeats):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        y.copy_(x)
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop) / 1e3)
+    del x, y
+    torch.cuda.empty_cache()
+    return 2 * nbytes / sorted(times)[len(times) // 2]
+
+
+def print_ceilings() -> tuple[float | None, float]:
+    """Print and return (peak bytes/s, measured copy bytes/s) of the current CUDA device."""
+    peak, source = peak_memory_bandwidth()
+    copy = measured_copy_bandwidth()
+    peak_text = f"{peak / 1e12:.2f} TB/s" if peak else "unknown"
+    print(f"peak memory bandwidth: {peak_text} ({source})")
+    share = f", {100 * copy / peak:.0f} % of peak" if peak else ""
+    print(f"measured device-to-device copy: {copy / 1e12:.2f} TB/s (read + write{share})")
+    return peak, copy
+
+
+def fmt_share(bytes_per_s: float | None, peak: float | None) -> str:
+    """'63 %' of the peak, or 'n/a'."""
+    if not bytes_per_s or not peak:
+        return "n/a"
+    return f"{100 * bytes_per_s / peak:.1f} %"
+
+
+def report_target(name: str, measured: str, met: bool | None) -> None:
+    """One line `target: NAME: MEASURED -> met | NOT met | not measured` (tools/gpu_check.py
+    collects these into its report)."""
+    verdict = "not measured" if met is None else ("met" if met else "NOT met")
+    print(f"target: {name}: {measured} -> {verdict}", flush=True)

@@ -68,9 +68,16 @@ cmake: $(VENV)/.deps
 	cmake --build $(CMAKE_BUILD) -j $(MAX_JOBS)
 	$(PY) -c "import torch; torch.ops.load_library('$(CMAKE_BUILD)/libwsls.so'); print('libwsls:', torch.ops.wsls.attention_cam)"
 
-# On a machine with a GPU and no network: that machine's python and torch, no venv.
+# On a machine with a GPU and no network: that machine's python and torch, no venv. Builds from
+# source (TORCH_CUDA_ARCH_LIST = that GPU's), CUDA tests, benchmarks on the GPU, wsls.segment on a
+# BraTS case (CUDA against CPU), a bf16 training; under 6 minutes (each step time-boxed); report in
+# $OUT/gpu_check.md, else gpu_check_out/. Without a GPU: one line, exit 1. MAX_JOBS: all cores
+# unless you set it (the 2 above is for the small development machine).
+# GPU_CHECK_ARGS: e.g. --bundle run/bundle --case ../shared/data/brats2015/<case> (see --help).
+GPU_CHECK_ARGS ?=
 gpu-check:
-	bash tools/gpu_check.sh
+	$(if $(filter file,$(origin MAX_JOBS)),MAX_JOBS=$$(nproc)) PYTHON=$(PYTHON) \
+	  bash tools/gpu_check.sh $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build $(CMAKE_BUILD) wsls/_C*.so *.egg-info

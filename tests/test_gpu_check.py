@@ -132,7 +132,7 @@ def _info() -> dict:
         "nvcc": "/usr/local/cuda/bin/nvcc",
         "cuobjdump": None,
         "gpu": {"name": "NVIDIA H200", "capability": "9.0", "memory_gib": 139.8},
-        "packages": {p: p not in ("nibabel", "pykeops") for p in gpu_check.PACKAGES},
+        "packages": {p: p not in ("cupy", "pykeops") for p in gpu_check.PACKAGES},
     }
 
 
@@ -276,7 +276,7 @@ def test_report_from_canned_outputs(tmp_path, monkeypatch, capsys):
     assert "faster than KeOps | n/a (pykeops is not installed or --no-keops) |" in report
     assert "| Dice(CUDA mask, CPU mask) >= 0.99 | 0.9995 | met |" in report
     assert "< 1 s of compute (CUDA, median 'method') | 0.80 s | met |" in report
-    assert "nibabel **no**" in report and "W1130" not in report
+    assert "pykeops **no**" in report and "W1130" not in report
     doc = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert [s["status"] for s in doc["steps"]] == ["ok"] * 7
     assert len(doc["targets"]) == 6
@@ -305,12 +305,12 @@ def test_steps_past_the_budget_are_skipped_with_a_reason(tmp_path, monkeypatch):
 
 def test_missing_packages_skip_with_one_line_reasons(tmp_path, monkeypatch):
     info = _info()
-    info["packages"]["scipy"] = False
+    info["packages"]["scipy"] = info["packages"]["nibabel"] = False
     monkeypatch.setattr(gpu_check, "run_limited", _fake_runner(SEGMENT, JUNIT_OK))
     check = gpu_check.Check(_args(tmp_path, bundle="some/bundle"), info)
     check.run()
     report = (tmp_path / "out" / "gpu_check.md").read_text()
-    assert "scipy not installed (the method needs them)" in report
+    assert "scipy, nibabel not installed (the method needs them; carry wheels in .whl/)" in report
 
 
 # --- the bandwidth table --------------------------------------------------------------------

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 command -v "$PY" >/dev/null || { echo "gpu-check: no python at '$PY' (set PYTHON)" >&2; exit 1; }
 if compgen -G ".whl/*.whl" >/dev/null; then
-  timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/wsls-site \
+  timeout 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/wsls-site \
     .whl/*.whl
   export PYTHONPATH=/tmp/wsls-site${PYTHONPATH:+:$PYTHONPATH}
 fi

@@ -2,8 +2,8 @@
 that they do not depend on the command line's argument form.
 
   python tools/gpu_pipeline.py train --out DIR [--device cuda]
-      A quick bundle trained on phantoms made in memory (no NIfTI files: works without
-      nibabel): the default configuration (grid, networks, region growing) with short
+      A quick bundle trained on phantoms made in memory (no data files needed): the default
+      configuration (grid, networks, region growing) with short
       schedules. On CUDA the training loop runs under bf16 autocast (FitConfig.amp, on by
       default); the classifier's patches/s per epoch come from its metrics.csv.
   python tools/gpu_pipeline.py segment --bundle DIR [--case PATH] [--repeats 3] [--device cuda]
@@ -11,7 +11,10 @@ that they do not depend on the command line's argument form.
       step (Segmentation.timings; "method" is the compute), Dice of the CUDA mask against the
       CPU mask, and of both against the case's own mask where it has one.
   python tools/gpu_pipeline.py pack-case CASE_DIR OUT.npz
-      A BraTS case folder as arrays (needs nibabel), for a GPU machine without nibabel.
+      A BraTS case folder as one small file of arrays (.gpu_check/case.npz travels with the
+      repository to a GPU machine that cannot see ../shared/data).
+
+wsls needs nibabel for both steps (it orients in-memory arrays through nibabel too).
 
 Each command prints its progress, then one last line ``RESULT {json}``. A step that cannot run
 prints ``RESULT {"skipped": "why"}`` and exits 0; an error exits 1.
@@ -162,10 +165,7 @@ def load_case(path: Path):
         truth = data["mask"] if "mask" in data.files else None
         return data["image"], kwargs, truth, f"{data['id']} (arrays from {path.name})"
     if importlib.util.find_spec("nibabel") is None:
-        raise Skip(
-            f"{path}: nibabel is not installed (carry it as a wheel, or pack the case with "
-            "`python tools/gpu_pipeline.py pack-case CASE .gpu_check/case.npz` where it is)"
-        )
+        raise Skip("nibabel is not installed (wsls reads and orients volumes through it)")
     from wsls.io.layouts import open_dataset
 
     modalities = ("flair", "t1c")

@@ -65,6 +65,7 @@ OPS = (
     "unpack_masks",
 )
 TARGET_LINE = re.compile(r"^target: (?P<name>.*?): (?P<measured>.*) -> (?P<verdict>.*)$")
+CUDA_TESTS = re.compile(r"mark\.cuda\b|\bDEVICES\b")  # test files with CUDA cases (helpers.py)
 RESULT_LINE = re.compile(r"^RESULT (\{.*\})\s*$")
 NOISE = re.compile(r"^(W\d{4} |\s*warnings\.warn\(|.*UserWarning)")
 
@@ -360,7 +361,8 @@ class Check:
             "so = importlib.util.find_spec('wsls._C').origin; "
             "print(json.dumps({'build_info': i, 'cuda_kernels': k, 'so': so}))"
         )
-        check = run_limited([self.python, "-c", verify], min(60.0, self.left()), log, base_env())
+        budget = min(60.0, self.left() - KILL_GRACE_S)
+        check = run_limited([self.python, "-c", verify], budget, log, base_env())
         lines = [line for line in check.output.splitlines() if line.startswith("{")]
         if check.rc != 0 or not lines:
             step.status = "FAILED"
@@ -406,7 +408,7 @@ class Check:
         files = []
         for path in sorted((ROOT / "tests").glob("test_*.py")):
             text = path.read_text(errors="replace")
-            if "mark.cuda" in text or "DEVICES" in text:
+            if CUDA_TESTS.search(text):
                 files.append(str(path.relative_to(ROOT)))
         return files
 
@@ -423,7 +425,7 @@ class Check:
         if self.has("xdist") and self.args.workers > 1:
             cmd += ["-n", str(self.args.workers)]
         if self.has("pytest_timeout"):
-            cmd += ["--timeout", "90"]
+            cmd += ["--timeout", "60"]  # per test: a hung test fails, the rest still run
         if self.args.k:
             cmd += ["-k", self.args.k]
         files = self.test_files()
@@ -531,7 +533,9 @@ class Check:
         epochs = r.get("classifier_epochs") or []
         last = epochs[-1]["items_per_s"] if epochs else None
         step.summary = (
-            f"classifier {last:.0f} patches/s (bf16, last epoch)" if last else "no metrics"
+            f"classifier {last:.0f} patches/s ({r['autocast']} autocast, last epoch)"
+            if last
+            else "no metrics"
         )
         rows = "".join(
             f"| {int(e['epoch'])} | {e['items_per_s']:.1f} | {e['seconds']:.1f} |\n" for e in epochs
@@ -539,7 +543,8 @@ class Check:
         step.body = (
             f"{r['phantoms']} phantoms {tuple(r['shape'])} made in memory in "
             f"{r['phantom_s']:.1f} s; `wsls.train` (default configuration, schedules "
-            f"`{json.dumps(r['schedules'])}`) on {r['gpu']} with {r['autocast']} autocast: "
+            f"`{json.dumps(r['schedules'])}`) on {r['gpu'] or 'the CPU'} with {r['autocast']} "
+            "autocast: "
             f"{r['train_s']:.1f} s for every stage. Classifier: {r['patch_size']}^3 patches, "
             f"batch {r['batch_size']}.\n\n"
             "| classifier epoch | patches/s | seconds |\n|---|---|---|\n" + rows
@@ -598,8 +603,9 @@ class Check:
             )
         truth = r.get("dice_cpu_vs_truth")
         step.body = (
-            f"Case {r['case']}, grid {tuple(r['shape'])}, bundle `{self.bundle}`; {r['gpu']}, "
-            f"CPU with {r['cpu_threads']} threads. CUDA warm-up call (not counted): "
+            f"Case {r['case']}, grid {tuple(r['shape'])}, bundle `{self.bundle}`; "
+            f"{r['gpu'] or r['device']}, CPU with {r['cpu_threads']} threads. "
+            f"{r['device'].upper()} warm-up call (not counted): "
             f"{r['cuda_warmup_s']:.2f} s.\n\n{table}\n"
             f"Dice of the CUDA mask against the CPU mask: **{dice:.4f}**"
             + (

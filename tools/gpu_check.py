@@ -766,8 +766,8 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--bundle",
-        help="a trained model bundle for the segment step (default: .gpu_check/bundle if there, "
-        "else the train step's quick bundle)",
+        help="a trained model bundle for the segment step (default: .gpu_check/bundle, else the "
+        "shipped wsls/pretrained/tumour, if there; else the train step's quick bundle)",
     )
     parser.add_argument(
         "--case",
@@ -800,9 +800,11 @@ def main(argv=None) -> int:
         print(plan(args))
         return 0
     start = time.monotonic()
-    packed_bundle = ROOT / ".gpu_check" / "bundle"
-    if not args.bundle and (packed_bundle / "config.json").exists():
-        args.bundle = str(packed_bundle)  # carried with the repository (README: GPU section)
+    if not args.bundle:  # carried with the repository (README: GPU section), else shipped
+        for bundle in (ROOT / ".gpu_check" / "bundle", ROOT / "wsls" / "pretrained" / "tumour"):
+            if (bundle / "config.json").exists():
+                args.bundle = str(bundle)
+                break
     info, why = probe(args.python)
     reason = f"gpu-check: {why}" if info is None else no_gpu_reason(info)
     if info is not None and args.plumbing_on_cpu:

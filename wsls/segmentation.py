@@ -74,8 +74,8 @@ class Segmentation:
     probability: float
     lesion_free: bool
     case_id: str
-    quality: Quality = field(default_factory=Quality)
     geometry: Geometry = field(repr=False)
+    quality: Quality = field(default_factory=Quality)
     prepared: Prepared | None = field(default=None, repr=False)
     result: Any = field(default=None, repr=False)
     timings: dict[str, float] = field(default_factory=dict, repr=False)

@@ -179,11 +179,12 @@ def segment_many(
     from tqdm.auto import tqdm
 
     from wsls.api import resolve_model, segment
+    from wsls.method.trained import bundle_path
 
     if on_error not in ("skip", "raise"):
         raise UserError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
     out = Path(out_dir)
-    bundles = [model] if isinstance(model, str | Path) else []
+    bundles = [bundle_path(model)] if isinstance(model, str | Path) else []
     check_output(out, kind="folder", bundles=bundles, what="output folder")
     rank, world, local = placement()
     device = resolve_device(device, "auto" if world > 1 else "cpu", local)

@@ -60,8 +60,9 @@ def channel_features(image: np.ndarray, brain: np.ndarray) -> np.ndarray:
             continue
         z = (values - values.mean()) / sd
         quantiles = np.percentile(z, QUANTILES)
-        skewness = float(np.mean(z**3))
-        log_kurtosis = math.log(max(float(np.mean(z**4)), 1e-6))
+        z2 = z * z  # (products: np.power on floats is several times slower)
+        skewness = float(np.mean(z2 * z))
+        log_kurtosis = math.log(max(float(np.mean(z2 * z2)), 1e-6))
         steps = [
             float(np.mean(np.abs(np.diff(x, axis=a))[pairs[a]])) if pairs[a].any() else np.nan
             for a in range(3)

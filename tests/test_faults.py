@@ -401,22 +401,33 @@ def test_full_disk_segment_keeps_the_old_mask(fault_env, tmp_path):
 
 
 @NAMESPACE
-def test_full_disk_training_fails_first_and_leaves_nothing(fault_env, tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
+def test_full_disk_training_fails_first_or_names_the_file(fault_env, tmp_path):
+    """With the cache: refused before preparing (the estimate does not fit). Without it, on a
+    disk that fills during training: one line naming the checkpoint, no temporary file."""
+    first, second = tmp_path / "disk1", tmp_path / "disk2"
+    first.mkdir()
+    second.mkdir()
     train = f"{sys.executable} -m wsls train {fault_env.data} --config {fault_env.config}"
     script = f"""
-        mount -t tmpfs -o size=2m tmpfs {disk} || exit 99
-        {train} --out {disk}/run --no-progress >{tmp_path}/out.txt 2>{tmp_path}/err.txt
-        echo RC=$?
-        echo FILES=$(find {disk} -mindepth 1 | wc -l)
+        mount -t tmpfs -o size=2m tmpfs {first} || exit 99
+        mount -t tmpfs -o size=600k tmpfs {second} || exit 99
+        {train} --out {first}/run --no-progress >{tmp_path}/o1 2>{tmp_path}/e1
+        echo RC1=$?
+        echo FILES1=$(find {first} -mindepth 1 | wc -l)
+        {train} --out {second}/run --no-progress --no-cache >{tmp_path}/o2 2>{tmp_path}/e2
+        echo RC2=$?
+        echo TEMPS2=$(find {second} -name '.*{TEMP_SUFFIX}*' | wc -l)
     """
     report = _report(_in_namespace(script))
-    stderr = (tmp_path / "err.txt").read_text()
-    assert report["RC"] == "1", stderr
+    stderr = (tmp_path / "e1").read_text()
+    assert report["RC1"] == "1", stderr
     _one_error_line(stderr, "not enough free space for the prepared-volume cache", "--no-cache")
-    assert report["FILES"] == "0"  # refused before preparing: not even the run folder
-    assert "training on" not in (tmp_path / "out.txt").read_text()
+    assert report["FILES1"] == "0"  # refused before preparing: not even the run folder
+    assert "training on" not in (tmp_path / "o1").read_text()
+    stderr = (tmp_path / "e2").read_text()
+    assert report["RC2"] == "1", stderr
+    _one_error_line(stderr, "No space left on device", ".ckpt")
+    assert report["TEMPS2"] == "0"
 
 
 @NAMESPACE
@@ -601,7 +612,7 @@ def test_a_truncated_cache_file_is_rebuilt_with_one_message(fault_env, tmp_path)
         cache = VolumeCache(config, tmp_path / "cache", log=messages.append)
         again = cache.get(ref)
         assert len(messages) == 1 and "image.npy" in messages[0], (damage, messages)
-        assert "\n" not in messages[0] and cache.hits["rebuilt"] == 1
+        assert "\n" not in messages[0] and cache.rebuilt == 1
         np.testing.assert_array_equal(np.asarray(again.image), image)
         assert (entry / "image.npy").stat().st_size > 1000  # stored again, whole
 
@@ -699,9 +710,14 @@ def test_modalities_in_the_wrong_order_are_named(fault_env, tmp_path):
     with pytest.raises(DataError, match="refused \\(strict\\)") as info:
         wsls.segment([b, a], fault_env.bundle, strict=True)
     assert "\n" not in str(info.value)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", InputWarning)
-        wsls.segment([a, b], fault_env.bundle)  # the right order: not a word
+    from wsls.data.preprocess import preprocess
+    from wsls.data.signatures import check_order
+    from wsls.inputs import to_case
+
+    models = wsls.load(fault_env.bundle)
+    prepared = preprocess(to_case([a, b], ("flair", "t1c")), models.config.preprocess)
+    right = check_order(models.signatures, prepared.image, prepared.brain, ("flair", "t1c"))
+    assert right is not None and not right.suspicious  # the right order: not a word
 
 
 def test_a_file_named_for_another_modality_is_warned_about(fault_env, tmp_path, capsys):

@@ -133,7 +133,8 @@ class VolumeCache:
         self.max_in_memory = max_in_memory
         self.log = log
         self._memory: OrderedDict[str, Prepared] = OrderedDict()
-        self.hits = {"memory": 0, "disk": 0, "decoded": 0, "rebuilt": 0}
+        self.hits = {"memory": 0, "disk": 0, "decoded": 0}
+        self.rebuilt = 0  # damaged disk entries prepared again
 
     def check_space(self, refs: Iterable[Any]) -> None:
         """Before preparing anything: refuse when the cases not cached yet would not fit on
@@ -208,7 +209,7 @@ class VolumeCache:
                 f"[wsls] cache entry {folder} is damaged ({problem}): rebuilding it from the images"
             )
             shutil.rmtree(folder, ignore_errors=True)
-            self.hits["rebuilt"] += 1
+            self.rebuilt += 1
             return None
         geometry = None
         if meta["geometry"] is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 from wsls.errors import DataError, UserError
 from wsls.io.csvfile import write_csv
 from wsls.io.layouts import image_stem, is_image_path
-from wsls.io.outputs import OutputError, check_output, same_file
+from wsls.io.outputs import OutputError, check_output
 from wsls.runtime import placement, resolve_device
 
 SUMMARY_EVERY_S = 30.0  # an interrupted run keeps the summary of the cases done
@@ -128,17 +129,30 @@ def _so_far(rows: list[dict[str, Any]], previous: dict[str, dict[str, str]]) -> 
     return [*rows, *(r for case, r in previous.items() if case not in seen)]
 
 
+def _file_keys(path: Path) -> set:
+    """What identifies a file: its resolved path and, if it exists, (device, inode)."""
+    keys: set = {os.path.realpath(path)}
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        keys.add((st.st_dev, st.st_ino))
+    return keys
+
+
 def _check_targets(out: Path, jobs: Sequence[Job], names: Sequence[str]) -> None:
-    """No output of the run may be one of its inputs."""
-    inputs = [p for job in jobs for p in job_files(job)]
+    """No output of the run may be one of its inputs (links and hard links included)."""
+    inputs: dict = {}
+    for job in jobs:
+        for source in job_files(job):
+            for key in _file_keys(source):
+                inputs.setdefault(key, source)
     for job in jobs:
         for name in names:
             target = out / name.format(case=job.case_id)
-            for source in inputs:
-                if same_file(source, target):
+            for key in _file_keys(target):
+                if key in inputs:
                     raise OutputError(
-                        f"output {target} is an input of this run ({source}); it would be "
-                        "overwritten: choose another output folder"
+                        f"output {target} is an input of this run ({inputs[key]}); it would "
+                        "be overwritten: choose another output folder"
                     )
 
 

@@ -5,7 +5,7 @@ on disk (no partial or temporary file, old files intact, inputs unchanged).
 The full-disk and read-only tests mount a small tmpfs in a user and mount namespace
 (``unshare -rm``); where that is not allowed they skip, and the in-process tests below (a
 writer that fails after N bytes) still cover the same code. Everything runs on a tiny model
-trained once per module on three small phantoms (about 15 s on 2 CPU cores).
+trained once per module on three small phantoms (15-25 s on the shared 2-core machine).
 """
 
 from __future__ import annotations

@@ -79,10 +79,10 @@ class Segmentation:
     lesion_free: bool
     case_id: str
     geometry: Geometry = field(repr=False)
-    quality: Quality = field(default_factory=Quality)
     prepared: Prepared | None = field(default=None, repr=False)
     result: Any = field(default=None, repr=False)
     timings: dict[str, float] = field(default_factory=dict, repr=False)
+    quality: Quality = field(default_factory=Quality)
     input_warnings: tuple[str, ...] = ()
     sources: tuple[Path, ...] = field(default=(), repr=False)
 

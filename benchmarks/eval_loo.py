@@ -25,6 +25,7 @@ import torch
 from wsls.baselines.threshold import ThresholdBaseline
 from wsls.baselines.unet import segmenter_probability
 from wsls.data.preprocess import preprocess
+from wsls.io.atomic import atomic_write_text
 from wsls.io.layouts import open_dataset
 from wsls.method.config import WSLSConfig
 from wsls.method.maps import coarse_view_maps
@@ -165,7 +166,7 @@ def main() -> None:
                 **scores(base.predict(case), case.mask, brain),
                 "threshold": base.threshold,
             }
-        result_file.write_text(json.dumps(row, indent=1, default=float))
+        atomic_write_text(result_file, json.dumps(row, indent=1, default=float))
         print(
             json.dumps(
                 {

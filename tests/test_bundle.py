@@ -224,3 +224,47 @@ def test_save_refusals(tmp_path, trained):
     with pytest.raises(BundleError, match="not empty and not a wsls bundle"):
         save_bundle(other, trained, SPECS, CONFIG)
     assert (other / "cat.png").exists()
+
+
+def test_a_spec_too_large_for_its_weights_is_refused_unallocated(bundle_dir, monkeypatch):
+    doc = json.loads((bundle_dir / "config.json").read_text())
+    doc["models"]["embed"]["width"] = 100_000  # 35 MB of weights for a 1.4 KB file
+    (bundle_dir / "config.json").write_text(json.dumps(doc))
+    built = []
+    real_net = Net.__init__
+
+    def watch(self, *args, **kwargs):
+        real_net(self, *args, **kwargs)
+        built.append(self.conv.weight.device.type)
+
+    monkeypatch.setattr(Net, "__init__", watch)
+    err = refused("model 'embed' would need", bundle_dir, build)
+    assert "35.2 MB" in str(err) and "1.42 KB" in str(err) and "refusing to allocate" in str(err)
+    assert built == ["meta"]  # sized on the meta device, never built for real
+
+
+def test_a_spec_that_cannot_be_built_is_refused(bundle_dir):
+    doc = json.loads((bundle_dir / "config.json").read_text())
+    doc["models"]["probe"]["inputs"] = "five"
+    (bundle_dir / "config.json").write_text(json.dumps(doc))
+    refused("model 'probe' cannot be built from its spec", bundle_dir, build)
+
+
+def test_non_finite_weights_refused(tmp_path, trained):
+    trained["probe"].weight.data[0, 2] = float("inf")
+    path = save_bundle(tmp_path / "bad", trained, SPECS, CONFIG)
+    err = refused("model 'probe' has 1 non-finite weights", path, build)
+    assert "weight" in str(err)
+
+
+def test_config_is_checked_before_any_weights_are_read(bundle_dir, monkeypatch):
+    import wsls.bundle as bundle_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("weights read before the configuration was checked")
+
+    def check(config):
+        raise BundleError(f"bad setting {sorted(config)[0]}")
+
+    monkeypatch.setattr(bundle_module, "_load_weights", never)
+    refused("bad setting modalities", bundle_dir, build, check_config=check)

@@ -108,3 +108,53 @@ def test_fit_settings_are_checked(field):
     for value in _bad_values(rule):
         with pytest.raises(ConfigError, match=field):
             FitConfig(**{field: value})
+
+
+@pytest.fixture(scope="module")
+def untrained_bundle(tmp_path_factory):
+    """A bundle of untrained networks with the default configuration (no training)."""
+    from wsls.method.trained import TrainedModels, save_models
+    from wsls.models import AppearanceEmbedding, AppearanceSpec, Classifier3D, ClassifierSpec
+
+    config = WSLSConfig()
+    models = TrainedModels(
+        config,
+        Classifier3D(ClassifierSpec(len(config.modalities), 4, 2)),
+        AppearanceEmbedding(AppearanceSpec(in_channels=len(config.modalities))),
+    )
+    return save_models(models, tmp_path_factory.mktemp("bundle") / "bundle")
+
+
+@pytest.mark.parametrize("dotted, rule", SETTINGS, ids=[s for s, _ in SETTINGS])
+def test_every_bad_bundle_setting_is_one_bundle_error_line(
+    untrained_bundle, tmp_path, monkeypatch, dotted, rule
+):
+    """A bundle whose config.json holds a setting out of range fails to load with one
+    BundleError line naming the bundle's config.json and the setting, before any weights
+    are read."""
+    import json
+    import shutil
+
+    import wsls.bundle as bundle_module
+    from wsls.errors import BundleError
+    from wsls.method.trained import load_models
+
+    def never(*args, **kwargs):
+        raise AssertionError("weights read before the configuration was checked")
+
+    monkeypatch.setattr(bundle_module, "_load_weights", never)
+    bundle = shutil.copytree(untrained_bundle, tmp_path / "bundle")
+    doc = json.loads((bundle / "config.json").read_text())
+    for value in _bad_values(rule):
+        edited = {**doc, "config": {**doc["config"]}}
+        edited["config"]["method"] = _with(doc["config"]["method"], dotted, value)
+        (bundle / "config.json").write_text(json.dumps(edited))
+        with pytest.raises(BundleError) as info:
+            load_models(bundle)
+        message = str(info.value)
+        assert "\n" not in message, message
+        assert str(bundle / "config.json") in message, message
+        assert f"setting method.{dotted}" in message or dotted.rsplit(".", 1)[-1] in message, (
+            value,
+            message,
+        )

@@ -54,6 +54,9 @@ def test_modalities_on_different_grids(data_case_folder, data_write_nifti):
     with pytest.raises(DataError) as info:
         case.load()
     _assert_one_line(info.value, "BraTS_001_t1.nii.gz", "different voxel grid")
+    # grids that print alike (same shape, spacing, axis codes) say what differs: the offset
+    _assert_one_line(info.value, "BraTS_001_t1.nii.gz", "origin shifted by (5, 0, 0) mm (5 mm)")
+    assert "shape" not in str(info.value).split(":", 2)[2].split("(")[0]
     data_write_nifti(data_case_folder / "BraTS_001_t1.nii.gz", np.ones((8, 9, 11)), AFFINE)
     with pytest.raises(DataError) as info:
         BratsLayout(data_case_folder.parent)[0].load()
@@ -148,3 +151,62 @@ def test_missing_folder_and_unknown_layout(tmp_path):
     with pytest.raises(DataError) as info:
         open_dataset(tmp_path / "empty")
     _assert_one_line(info.value, "empty", "layout")
+
+
+def test_grid_differences_are_named():
+    from wsls.io.nifti import grid_difference
+
+    base = np.diag([-1.0, -1.0, 1.0, 1.0])
+    assert grid_difference((8, 9, 10), base, (8, 9, 10), base).startswith("the affines differ")
+    spacing = np.diag([-2.0, -1.0, 1.0, 1.0])
+    assert "spacing 2x1x1 vs 1x1x1 mm" in grid_difference((8, 9, 10), spacing, (8, 9, 10), base)
+    flipped = np.diag([1.0, -1.0, 1.0, 1.0])
+    assert "axis codes RPS vs LPS" in grid_difference((8, 9, 10), flipped, (8, 9, 10), base)
+    text = grid_difference((8, 9, 11), base, (8, 9, 10), base)
+    assert text == "shape 8x9x11 vs 8x9x10"
+
+
+def test_a_mask_on_another_grid_names_the_difference(data_case_folder, data_write_nifti):
+    shifted = AFFINE.copy()
+    shifted[2, 3] = -2.5
+    mask = data_case_folder / "BraTS_001_seg.nii.gz"
+    data_write_nifti(mask, np.zeros((8, 9, 10)), shifted, np.uint8)
+    volume = load_volume(data_case_folder / "BraTS_001_flair.nii.gz")
+    with pytest.raises(DataError) as info:
+        load_mask(mask, volume)
+    _assert_one_line(info.value, "BraTS_001_seg.nii.gz", "origin shifted by (0, 0, -2.5) mm")
+
+
+@pytest.mark.parametrize(
+    "affine, words",
+    [
+        (np.zeros((4, 4)), ("singular",)),
+        (np.diag([1.0, 0.0, 1.0, 1.0]), ("singular", "1x0x1")),
+        (np.array([[1.0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]), ("singular",)),
+        (np.diag([np.nan, 1.0, 1.0, 1.0]), ("nan or infinite",)),
+    ],
+)
+def test_affines_that_place_no_voxel_are_refused(affine, words):
+    from wsls.io.nifti import check_affine
+
+    with pytest.raises(DataError) as info:
+        check_affine(affine, "scan.nii.gz")
+    _assert_one_line(info.value, "scan.nii.gz", *words)
+
+
+def test_implausible_voxel_sizes_warn_once(tmp_path, data_write_nifti):
+    from wsls.errors import InputWarning
+
+    img = np.random.default_rng(0).random((8, 9, 10)).astype(np.float32)
+    fine = data_write_nifti(tmp_path / "fine.nii.gz", img, np.diag([0.5, 0.5, 3.0, 1.0]))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        load_volume(fine)  # 0.5 and 3 mm: plausible
+    big = data_write_nifti(tmp_path / "big.nii.gz", img, np.diag([100.0, 100.0, 100.0, 1.0]))
+    with pytest.warns(InputWarning) as got:
+        load_volume(big)
+    assert len(got) == 1
+    text = str(got[0].message)
+    assert "big.nii.gz" in text and "100x100x100 mm is implausible" in text and "\n" not in text

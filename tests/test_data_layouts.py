@@ -169,3 +169,24 @@ def test_several_datasets_each_with_its_layout(tmp_path, data_write_nifti):
     assert [s["cases"] for s in sources] == [["BraTS19_A_1"], ["patient01"]]
     with pytest.raises(DataError, match="occur in more than one dataset: BraTS19_A_1"):
         open_datasets([tmp_path / "brats", tmp_path / "brats"], "auto", ("flair", "t1c"))
+
+
+def test_symlinked_case_folders_are_found(tmp_path, data_write_nifti):
+    """Case folders linked into a dataset folder (one link looping back) are followed once."""
+    rng = np.random.default_rng(1)
+    store = tmp_path / "store"
+    for case in ("BraTS19_A_1", "BraTS19_B_1"):
+        folder = store / case
+        folder.mkdir(parents=True)
+        for m in ("flair", "t1ce"):
+            data_write_nifti(folder / f"{case}_{m}.nii.gz", rng.random((8, 9, 10)), LPS)
+        data_write_nifti(folder / f"{case}_seg.nii.gz", _labels(), LPS, np.uint8)
+    data = tmp_path / "data"
+    data.mkdir()
+    for case in ("BraTS19_A_1", "BraTS19_B_1"):
+        (data / case).symlink_to(store / case, target_is_directory=True)
+    (data / "BraTS19_A_1" / "loop").symlink_to(data, target_is_directory=True)
+    assert detect_layout(data) == "brats"
+    ds = open_dataset(data, "auto", ("flair", "t1c"))
+    assert [c.id for c in ds] == ["BraTS19_A_1", "BraTS19_B_1"]
+    assert all(c.mask_path is not None for c in ds)

@@ -2,6 +2,10 @@
 
 import sys
 
-from wsls.cli import main
+try:
+    from wsls.cli import main
+except KeyboardInterrupt:  # Ctrl-C while starting up: one line, like later on
+    print("wsls: error: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

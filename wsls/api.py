@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsls.errors import DataError, UserError
-from wsls.inputs import array_device, to_case
+from wsls.errors import DataError, InputWarning, UserError
+from wsls.inputs import array_device, input_files, to_case
 from wsls.method.trained import TrainedModels, bundle_path, load_models
 from wsls.runtime import resolve_device
 from wsls.segmentation import Candidates, Segmentation, prepared_to_file_voxels
@@ -86,6 +87,7 @@ def segment(
     seeds: int | None = None,
     threshold: float | None = None,
     min_component: int | None = None,
+    strict: bool = False,
 ) -> Segmentation:
     """Segment the lesions of one scan with a trained model (ACAM + WSR).
 
@@ -104,8 +106,13 @@ def segment(
         seeds, threshold, min_component: override the model's region-growing seed count,
             affinity threshold lambda (default: chosen per volume) and the smallest kept
             component (voxels of the prepared grid).
+        strict: refuse (``DataError``) inputs that only look wrong, which otherwise give an
+            :class:`~wsls.errors.InputWarning`: channels whose intensity signatures fit the
+            model's modalities clearly better in another order, a file named for another
+            modality than its slot, an implausible voxel size.
     Returns:
-        A :class:`~wsls.segmentation.Segmentation` on the input's grid.
+        A :class:`~wsls.segmentation.Segmentation` on the input's grid; its
+        ``input_warnings`` repeat the warnings given.
     Raises:
         DataError: unreadable or inconsistent input (one line). BundleError: bad bundle.
     """
@@ -116,16 +123,26 @@ def segment(
     dev = resolve_device(device, array_device(image) or "cpu")
     models = resolve_model(model, dev)
     config = _inference_config(models.config, seeds, threshold, min_component)
-    case = to_case(image, config.modalities, affine=affine, brain=brain, case_id=case_id)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        case = to_case(image, config.modalities, affine=affine, brain=brain, case_id=case_id)
+    remarks = _reemit(caught)
+    _warn_or_refuse(remarks, strict, case.id)
     loaded = time.perf_counter()
     prepared = preprocess(case, config.preprocess)
     if not prepared.brain.any():
         raise DataError(case.id, "no brain voxels found (is the image empty or constant?)")
+    order = _order_remark(models, prepared, case)
+    if order is not None:
+        _warn_or_refuse([order], strict, case.id)
+        remarks.append(order)
     ready = time.perf_counter()
     classifier, embedding = models.classifier.to(dev), models.embedding.to(dev)
     result = segment_volume(classifier, embedding, prepared.image, prepared.brain, config)
     done = time.perf_counter()
     segmentation = _on_input_grid(case, prepared, result)
+    segmentation.input_warnings = tuple(remarks)
+    segmentation.sources = _sources(image, case, brain)
     segmentation.timings = {
         "load": loaded - start,
         "preprocess": ready - loaded,
@@ -133,6 +150,65 @@ def segment(
         "map_back": time.perf_counter() - done,
     }
     return segmentation
+
+
+def _warn_or_refuse(remarks: list[str], strict: bool, case_id: str) -> None:
+    """InputWarnings for what looks wrong, or with ``strict`` a DataError for the first."""
+    if strict and remarks:
+        raise DataError(case_id, f"refused (strict): {remarks[0]}")
+    for remark in remarks:
+        warnings.warn(remark, InputWarning, stacklevel=3)
+
+
+def _reemit(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The caught InputWarnings' messages (given again later, or refused with strict); other
+    warnings are given again at once."""
+    remarks = []
+    for w in caught:
+        if issubclass(w.category, InputWarning):
+            remarks.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return remarks
+
+
+def _order_remark(models, prepared, case) -> str | None:
+    """A remark when the channels fit the model's intensity signatures clearly better in
+    another order (the model's bundle records them at training)."""
+    from wsls.data.signatures import check_order
+
+    modalities = tuple(models.config.modalities)
+    check = check_order(models.signatures, prepared.image, prepared.brain, modalities)
+    if check is None or not check.suspicious:
+        return None
+    names = [str(p) for p in case.volume.paths]
+    if len(names) != len(modalities):  # a 4D file or an array: its channels
+        names = [f"channel {i}" for i in range(len(modalities))]
+    given = ", ".join(f"{n} as {m}" for n, m in zip(names, modalities, strict=True))
+    likely, wanted = ", ".join(check.likely), ", ".join(modalities)
+    if check.plausible:
+        return (
+            f"the channels look like {likely} rather than the model's {wanted} (intensity "
+            f"signatures of the training cases: {check.best_cost:.2f} in that order vs "
+            f"{check.given_cost:.2f} as given: {given}); the inputs are probably in the wrong "
+            f"order: pass {wanted} in this order"
+        )
+    return (
+        f"the channels fit the model's {wanted} poorly as given ({given}: "
+        f"{check.given_cost:.2f}) and better as {likely} ({check.best_cost:.2f}, intensity "
+        "signatures of the training cases): the inputs may be in the wrong order, or unlike "
+        "the scans the model was trained on"
+    )
+
+
+def _sources(image, case, brain) -> tuple[Path, ...]:
+    """The files a case was read from (images and brain mask): outputs must never be these."""
+    paths = [Path(p) for p in case.volume.paths]
+    if isinstance(brain, str | Path):
+        paths.append(Path(brain))
+    if isinstance(image, str | Path) and Path(image).is_dir():
+        paths += input_files([image], case.modalities)
+    return tuple(paths)
 
 
 def _on_input_grid(case, prepared, result) -> Segmentation:

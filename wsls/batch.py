@@ -4,16 +4,24 @@ bar; under ``torchrun`` the cases are sharded across the ranks (rank r takes cas
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wsls.errors import DataError, UserError
 from wsls.io.csvfile import write_csv
 from wsls.io.layouts import image_stem, is_image_path
+from wsls.io.outputs import OutputError, check_output
 from wsls.runtime import placement, resolve_device
+
+SUMMARY_EVERY_S = 30.0  # an interrupted run keeps the summary of the cases done
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,83 @@ def find_jobs(
     return unique
 
 
+def job_files(job: Job) -> list[Path]:
+    """The files one job reads."""
+    images = list(job.image) if isinstance(job.image, tuple) else [job.image]
+    return [Path(p) for p in (*images, job.brain) if p is not None]
+
+
+def existing_output(target: Path, job: Job) -> tuple[bool, str, dict[str, Any]]:
+    """Is ``target`` a complete mask for ``job``: readable to its last voxel and on the grid
+    of the job's first image? Returns (complete, why not, lesion volume of a complete one)."""
+    from wsls.io.nifti import grid_difference, image_grid, read_image, same_grid
+
+    if not target.exists():
+        return False, "missing", {}
+    try:
+        array, affine = read_image(target, "mask")
+        shape, ref_affine = image_grid(job_files(job)[0])
+    except DataError as err:
+        return False, err.problem, {}
+    if not same_grid(array.shape, affine, shape, ref_affine):
+        difference = grid_difference(array.shape, affine, shape, ref_affine)
+        return False, f"on another grid than the input ({difference})", {}
+    voxels = int(np.count_nonzero(array > 0.5))
+    ml = voxels * float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    return True, "", {"lesion_voxels": voxels, "lesion_ml": round(ml, 3)}
+
+
+def _previous_summary(path: Path, log: Callable[[str], None]) -> dict[str, dict[str, str]]:
+    """Rows of an earlier summary by case ({} when there is none or it is unreadable)."""
+    if not path.exists():
+        return {}
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = []
+    if not rows or "case" not in rows[0]:
+        log(
+            f"[wsls] {path} is empty or unreadable (an interrupted run?): it is written anew; "
+            "skipped cases get their lesion volume from their masks"
+        )
+        return {}
+    return {r["case"]: r for r in rows if r.get("case")}
+
+
+def _so_far(rows: list[dict[str, Any]], previous: dict[str, dict[str, str]]) -> list[dict]:
+    """This run's rows, then the earlier summary's rows of the cases not reached yet."""
+    seen = {r["case"] for r in rows}
+    return [*rows, *(r for case, r in previous.items() if case not in seen)]
+
+
+def _file_keys(path: Path) -> set:
+    """What identifies a file: its resolved path and, if it exists, (device, inode)."""
+    keys: set = {os.path.realpath(path)}
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        keys.add((st.st_dev, st.st_ino))
+    return keys
+
+
+def _check_targets(out: Path, jobs: Sequence[Job], names: Sequence[str]) -> None:
+    """No output of the run may be one of its inputs (links and hard links included)."""
+    inputs: dict = {}
+    for job in jobs:
+        for source in job_files(job):
+            for key in _file_keys(source):
+                inputs.setdefault(key, source)
+    for job in jobs:
+        for name in names:
+            target = out / name.format(case=job.case_id)
+            for key in _file_keys(target):
+                if key in inputs:
+                    raise OutputError(
+                        f"output {target} is an input of this run ({inputs[key]}); it would "
+                        "be overwritten: choose another output folder"
+                    )
+
+
 def segment_many(
     inputs: str | Path | Sequence[str | Path],
     model: Any,
@@ -94,52 +179,83 @@ def segment_many(
         out_dir: gets ``<case><suffix>`` masks (and ``<case>_acam.nii.gz`` with ``save_acam``)
             and ``summary.csv`` (``summary_rank<r>.csv`` under torchrun).
         device: default: this rank's GPU under torchrun, else as :func:`wsls.segment`.
-        skip_existing: leave cases whose mask already exists (resume a long run).
+        skip_existing: leave cases whose mask (and ACAM, with ``save_acam``) already exists,
+            reads completely and lies on the input's grid (resume a long run); a truncated or
+            mismatched one is segmented again, with a message.
         on_error: "skip" (report and go on) or "raise".
-        options: passed to :func:`wsls.segment` (seeds, threshold, min_component).
+        options: passed to :func:`wsls.segment` (seeds, threshold, min_component, strict).
     Returns:
         One row per case of this rank: case, output, seconds, lesion volume... or error.
+    Raises:
+        OutputError: before any work, an output folder that cannot be written, that lies in
+            the model bundle, or outputs that would overwrite inputs.
     """
     from tqdm.auto import tqdm
 
     from wsls.api import resolve_model, segment
+    from wsls.method.trained import bundle_path
 
     if on_error not in ("skip", "raise"):
         raise UserError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
+    out = Path(out_dir)
+    bundles = [bundle_path(model)] if isinstance(model, str | Path) else []
+    check_output(out, kind="folder", bundles=bundles, what="output folder")
     rank, world, local = placement()
     device = resolve_device(device, "auto" if world > 1 else "cpu", local)
     models = resolve_model(model, device)
     jobs = find_jobs(inputs, models.config.modalities, layout)
+    name = "summary.csv" if world == 1 else f"summary_rank{rank}.csv"
+    _check_targets(out, jobs, ["{case}" + suffix, "{case}_acam.nii.gz", name])
     mine = jobs[rank::world]
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         log(f"[wsls] {len(jobs)} cases, {world} rank(s): {len(mine)} here; writing to {out}")
+    previous = _previous_summary(out / name, log) if skip_existing else {}
     rows: list[dict[str, Any]] = []
+    written = time.monotonic()
     bar = tqdm(mine, desc="segmenting", unit="case", disable=not progress or rank != 0)
-    for job in bar:
-        bar.set_postfix_str(job.case_id)
-        target = out / f"{job.case_id}{suffix}"
-        if skip_existing and target.exists():
-            rows.append({"case": job.case_id, "output": str(target), "skipped": True})
-            continue
-        start = time.perf_counter()
-        try:
-            image = list(job.image) if isinstance(job.image, tuple) else job.image
-            seg = segment(
-                image, models, device=device, brain=job.brain, case_id=job.case_id, **options
-            )
-            seg.save(target)
-            if save_acam:
-                seg.save_acam(out / f"{job.case_id}_acam.nii.gz")
-        except (DataError, ValueError, OSError) as err:
-            if on_error == "raise":
-                raise
-            log(f"[wsls] {job.case_id}: skipped: {err}")
-            rows.append({"case": job.case_id, "error": str(err)})
-            continue
-        seconds = time.perf_counter() - start
-        rows.append({**seg.summary(), "output": str(target), "seconds": round(seconds, 2)})
-    name = "summary.csv" if world == 1 else f"summary_rank{rank}.csv"
+    try:
+        for job in bar:
+            bar.set_postfix_str(job.case_id)
+            target = out / f"{job.case_id}{suffix}"
+            acam = out / f"{job.case_id}_acam.nii.gz"
+            if skip_existing:
+                done, why, volume = existing_output(target, job)
+                if done and save_acam:
+                    done, why, _ = existing_output(acam, job)
+                    why = f"{acam.name}: {why}" if not done else why
+                if done:
+                    old = previous.get(job.case_id, {})
+                    rows.append({**old, **volume, "case": job.case_id, "output": str(target),
+                                 "skipped": True})  # fmt: skip
+                    continue
+                if target.exists():
+                    log(f"[wsls] {job.case_id}: the existing output is incomplete ({why}): "
+                        "segmenting it again")  # fmt: skip
+            start = time.perf_counter()
+            try:
+                image = list(job.image) if isinstance(job.image, tuple) else job.image
+                seg = segment(
+                    image, models, device=device, brain=job.brain, case_id=job.case_id, **options
+                )
+                seg.save(target)
+                if save_acam:
+                    seg.save_acam(acam)
+            except (DataError, ValueError, OSError) as err:
+                if on_error == "raise":
+                    raise
+                log(f"[wsls] {job.case_id}: skipped: {err}")
+                rows.append({"case": job.case_id, "error": str(err)})
+                continue
+            seconds = time.perf_counter() - start
+            rows.append({**seg.summary(), "output": str(target), "seconds": round(seconds, 2)})
+            if time.monotonic() - written > SUMMARY_EVERY_S:
+                write_csv(out / name, _so_far(rows, previous), empty_columns=("case",))
+                written = time.monotonic()
+    except BaseException:
+        with contextlib.suppress(OSError):  # keep what was done; the first error matters
+            if rows:
+                write_csv(out / name, _so_far(rows, previous), empty_columns=("case",))
+        raise
     write_csv(out / name, rows, empty_columns=("case",))
     return rows

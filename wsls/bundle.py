@@ -216,14 +216,58 @@ def _load_weights(path: Path, name: str, entry: Any) -> dict[str, torch.Tensor]:
         raise BundleError(f"{weights_path}: unreadable weights ({first})") from None
 
 
+def _nbytes(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _size_text(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
+
+
+def _skeleton(
+    path: Path, name: str, spec: Any, build_model: Callable[[dict[str, Any]], torch.nn.Module]
+) -> torch.nn.Module:
+    """The model of ``spec`` on the meta device: its shapes and size, nothing allocated."""
+    if not isinstance(spec, dict):
+        raise BundleError(f"{path}: the spec of model '{name}' in {CONFIG_FILE} is not a mapping")
+    try:
+        with torch.device("meta"):
+            return build_model(dict(spec))
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise BundleError(
+            f"{path}: model '{name}' cannot be built from its spec in {CONFIG_FILE} ({text})"
+        ) from None
+
+
+def _check_finite(path: Path, name: str, weights: Mapping[str, torch.Tensor]) -> None:
+    for key, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise BundleError(
+                f"{path}: model '{name}' has {bad} non-finite weights (NaN or Inf) in {key}: "
+                "the training diverged or the file was damaged; retrain or restore the bundle"
+            )
+
+
 def load_bundle(
     path: str | Path,
     build_model: Callable[[dict[str, Any]], torch.nn.Module],
     *,
     required_modalities: Iterable[str] | None = None,
     device: str | torch.device = "cpu",
+    check_config: Callable[[dict[str, Any]], None] | None = None,
 ) -> Bundle:
     """Load a bundle written by :func:`save_bundle`.
+
+    Nothing is allocated before it is known to fit: ``check_config`` validates the
+    configuration before any weights are read; each model is first built on the meta device
+    from its spec (its size and shapes, no memory) and compared with its weights file; only a
+    model whose spec matches its finite weights is built for real.
 
     Args:
         path: the bundle folder.
@@ -231,30 +275,47 @@ def load_bundle(
         required_modalities: the modalities the caller can provide (aliases such as "T1ce"
             are accepted); the load fails if the bundle needs one that is not among them.
         device: where the models go.
+        check_config: called with the saved configuration before any weights are read;
+            raises :class:`BundleError` for a bad one.
     Returns:
         :class:`Bundle` with every model in eval mode on ``device``.
     Raises:
         BundleError: missing folder or files, another format or wsls major.minor version,
-            missing modalities, corrupt weights, weights that do not fit their spec.
+            missing modalities, a bad configuration, corrupt or non-finite weights, a spec
+            that cannot be built or does not fit its weights (e.g. an edited width that would
+            need terabytes).
     """
     from wsls.models.state import state_dict_mismatches
 
     path = Path(path)
     doc = _read_document(path)
     config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise BundleError(f"{path}: 'config' in {CONFIG_FILE} is not a mapping")
+    if check_config is not None:
+        check_config(config)
     _check_modalities(config, required_modalities)
     weights_doc = doc.get("weights") or {}
     models: dict[str, torch.nn.Module] = {}
     for name, spec in doc["models"].items():
         if not _NAME.match(str(name)):
             raise BundleError(f"{path}: invalid model name {name!r} in {CONFIG_FILE}")
+        skeleton = _skeleton(path, name, spec, build_model)
         weights = _load_weights(path, name, weights_doc.get(name))
-        model = build_model(dict(spec))
-        problems = state_dict_mismatches(weights, model.state_dict())
+        needed, stored = _nbytes(skeleton.state_dict().values()), _nbytes(weights.values())
+        if needed > 2 * stored + (1 << 20):
+            raise BundleError(
+                f"{path}: model '{name}' would need {_size_text(needed)} of weights by its spec "
+                f"in {CONFIG_FILE}, but its weights file holds {_size_text(stored)}: the spec "
+                "was edited or damaged; refusing to allocate it"
+            )
+        problems = state_dict_mismatches(weights, skeleton.state_dict())
         if problems:
             raise BundleError(
                 f"{path}: weights of model '{name}' do not match its spec: {problems}"
             )
+        _check_finite(path, name, weights)
+        model = build_model(dict(spec))
         model.load_state_dict(weights, strict=True)
         models[name] = model.to(device).eval()
     return Bundle(

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,11 @@ def _err(message: str) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from wsls.demo import run_demo
+    from wsls.io.outputs import check_output
+    from wsls.runtime import resolve_device
 
+    check_output(args.out, kind="folder", what="demo folder")
+    resolve_device(args.device, "auto")
     run_demo(args.out, quick=args.quick, device=args.device, progress=not args.no_progress)
     return 0
 
@@ -100,9 +105,19 @@ def _config(args: argparse.Namespace) -> Any:
     return config
 
 
+def _at_least(args: argparse.Namespace, **minimums: int) -> None:
+    """Refuse command-line numbers below their minimum before any work (one line)."""
+    for name, low in minimums.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} must be >= {low}, got {value}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from wsls.training.run import train
 
+    _at_least(args, epochs=1, patches=1)
     config = _config(args)
     bundle = train(
         args.data,
@@ -126,9 +141,41 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- segment
 
 
+_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd")
+
+
 def _single_output(args: argparse.Namespace) -> bool:
-    name = str(args.output).lower()
-    return name.endswith((".nii", ".nii.gz", ".nrrd")) and not Path(args.output).is_dir()
+    """-o names a file (one case) or a folder (many cases); a folder with an image file's
+    name is refused rather than silently taken as the folder."""
+    output = Path(args.output)
+    if not str(output).lower().endswith(_IMAGE_SUFFIXES):
+        return False
+    if output.is_dir():
+        raise UserError(
+            f"-o {output} is an existing folder with an image file's name: for one case give "
+            "a file name (move the folder away), for many cases a folder name without "
+            ".nii/.nii.gz/.nrrd"
+        )
+    return True
+
+
+def _check_segment_outputs(args: argparse.Namespace, single: bool) -> None:
+    """Before any work: the outputs can be written, overwrite no input, and stay out of the
+    model bundle."""
+    from wsls.inputs import input_files
+    from wsls.io.outputs import check_output
+    from wsls.method.trained import bundle_path
+
+    bundle = bundle_path(args.model)
+    if not single:
+        check_output(args.output, kind="folder", bundles=[bundle], what="output folder")
+        return
+    inputs = input_files(args.inputs)
+    if args.brain:
+        inputs.append(Path(args.brain))
+    outputs = [Path(args.output)] + ([_acam_path(Path(args.output))] if args.acam else [])
+    for output in outputs:
+        check_output(output, inputs=inputs, bundles=[bundle])
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -136,12 +183,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from wsls.batch import segment_many
     from wsls.runtime import placement, resolve_device
 
-    options = {"seeds": args.seeds, "threshold": args.threshold}
+    _at_least(args, seeds=1)
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise UserError(f"--threshold (lambda) must lie in (0, 1), got {args.threshold}")
+    single = _single_output(args)
+    _check_segment_outputs(args, single)
+    device = resolve_device(args.device)
+    options = {"seeds": args.seeds, "threshold": args.threshold, "strict": args.strict}
     options = {k: v for k, v in options.items() if v is not None}
-    if _single_output(args):
+    if single:
         start = time.perf_counter()
         inputs = args.inputs if len(args.inputs) > 1 else args.inputs[0]
-        models = resolve_model(args.model, resolve_device(args.device))
+        models = resolve_model(args.model, device)
         seg = segment(inputs, models, device=args.device, brain=args.brain, **options)
         path = seg.save(args.output)
         if args.acam:
@@ -200,9 +253,17 @@ def _eval_config(args: argparse.Namespace):
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from wsls.evaluation.evaluate import evaluate
+    from wsls.io.outputs import check_output
+    from wsls.method.trained import bundle_path
 
     if args.folds is not None and args.train_data:
         raise UserError("give either --train-data or --folds, not both")
+    _at_least(args, folds=2)
+    check_output(args.out, kind="folder", bundles=[bundle_path(args.model)], what="output folder")
+    if args.folds is not None:
+        from wsls.runtime import resolve_device
+
+        resolve_device(args.device, "auto")
     if args.folds is not None:
         from wsls.crossval import cross_validate_datasets
 
@@ -391,7 +452,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--acam", action="store_true", help="also write the ACAM map")
     p.add_argument("--seeds", type=int, help="region-growing seeds (default: the model's)")
     p.add_argument("--threshold", type=float, help="affinity threshold lambda (default: auto)")
-    p.add_argument("--skip-existing", action="store_true", help="keep masks already written")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep masks already written (those that read completely on the input's grid)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse inputs that look wrong (modalities in another order, misnamed files, "
+        "implausible voxel sizes) instead of warning",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_segment)
@@ -426,6 +497,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """InputWarnings as one line (``wsls: warning: ...``); others as Python shows them."""
+    from wsls.errors import InputWarning
+
+    if issubclass(category, InputWarning):
+        text = " ".join(str(message).split())
+        print(f"wsls: warning: {text}", file=file or sys.stderr, flush=True)
+        return
+    _DEFAULT_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_DEFAULT_SHOWWARNING = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsls`` command; returns the exit status."""
     # OpenMP threads that spin while they wait cost 3-25x on a shared or oversubscribed CPU
@@ -437,10 +522,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    previous, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        _err("interrupted")
+    except KeyboardInterrupt as err:  # training says where it stopped and what it wrote
+        text = " ".join(str(err).split())
+        _err(f"interrupted: {text}" if text else "interrupted")
         return 130
     except (UserError, OSError) as err:  # user mistakes are one line; anything else a traceback
         if args.debug:
@@ -448,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(err).split()) or type(err).__name__
         _err(f"{message} (--debug shows the traceback)")
         return 1
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

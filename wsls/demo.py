@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsls.io.atomic import atomic_write_text
 from wsls.method.config import StageSchedule, WSLSConfig
 
 ALL_BASELINES = ("classifier_gap", "classifier_gmp", "ws_unet", "s_unet")
@@ -197,7 +198,7 @@ def run_demo(
             "acam": str(acam_path),
         },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     log("")
     log(evaluation.markdown())
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in times.items() if k != "total")

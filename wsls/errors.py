@@ -34,3 +34,9 @@ class BundleError(UserError):
 
 class ConfigError(UserError):
     """A setting out of its range or of the wrong type (names the setting, value and range)."""
+
+
+class InputWarning(UserWarning):
+    """An input that works but looks wrong (modalities in another order, a file named for
+    another modality, an implausible voxel size). One line; the command line prints it as
+    ``wsls: warning: ...``; ``strict=True`` (``--strict``) refuses such inputs instead."""

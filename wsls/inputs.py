@@ -10,6 +10,7 @@ taken over zero-copy by ``torch.from_dlpack``. Every problem is a one-line
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsls.errors import DataError
+from wsls.errors import DataError, InputWarning
 from wsls.io.case import Case
 from wsls.io.layouts import image_stem
-from wsls.io.modalities import normalise_modalities
-from wsls.io.nifti import Volume, load_mask, load_volume
+from wsls.io.modalities import modality_in_name, normalise_modalities
+from wsls.io.nifti import (
+    Volume,
+    check_affine,
+    load_mask,
+    load_volume,
+    warn_implausible_spacing,
+)
 
 PathLike = str | Path
 
@@ -73,11 +80,33 @@ def _from_paths(paths: Sequence[PathLike], expected: tuple[str, ...]) -> Volume:
             f"{len(paths)} image files given but the model needs {len(expected)} "
             f"({_names(expected)}), one file per modality in this order",
         )
+    if len(paths) == len(expected):
+        warn_misnamed(paths, expected)
     volume = load_volume(paths)
     if volume.data.shape[0] != len(expected):
         raise _channel_error(paths[0], volume.data.shape[0], expected)
     volume.modalities = expected
     return volume
+
+
+def misnamed(paths: Sequence[Path], slots: Sequence[str]) -> list[str]:
+    """One remark per file whose name says another modality than the slot it is given in
+    ('x_t1ce.nii.gz' given as flair)."""
+    remarks = []
+    for path, slot in zip(paths, slots, strict=True):
+        said = modality_in_name(path)
+        if said is not None and said != slot:
+            remarks.append(
+                f"{path}: the file name says {said} but it is given as {slot} (the model reads "
+                f"{', '.join(slots)}, in this order); check the order of the files"
+            )
+    return remarks
+
+
+def warn_misnamed(paths: Sequence[Path], slots: Sequence[str]) -> None:
+    """:func:`misnamed` as :class:`~wsls.errors.InputWarning` warnings."""
+    for remark in misnamed(paths, slots):
+        warnings.warn(remark, InputWarning, stacklevel=3)
 
 
 def _from_folder(folder: Path, expected: tuple[str, ...]):
@@ -136,8 +165,8 @@ def _from_array(image: Any, affine: Any, expected: tuple[str, ...]) -> Volume:
         affine = np.asarray(affine, dtype=np.float64)
         if affine.shape != (4, 4) or not np.isfinite(affine).all():
             raise DataError(source, f"affine must be a finite 4x4 matrix, got {affine.shape}")
-        if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-            raise DataError(source, "affine is singular (zero voxel size)")
+        check_affine(affine, source)
+        warn_implausible_spacing(affine, source)
     return Volume.from_array(array, affine, expected)
 
 
@@ -225,3 +254,30 @@ def _files_id(paths: Sequence[Path]) -> str:
         return prefix
     parent = paths[0].resolve().parent.name
     return parent or stems[0]
+
+
+def input_files(
+    inputs: Sequence[PathLike], modalities: Sequence[str] | None = None, layout: str = "auto"
+) -> list[Path]:
+    """Every file that ``inputs`` (files, case folders, dataset folders) stand for: images,
+    brain masks and lesion masks; outputs must never be one of them.
+
+    Args:
+        modalities: those a folder's cases are read with (None: the ones every case has).
+    """
+    from wsls.io.layouts import is_image_path, open_dataset
+
+    files: list[Path] = []
+    for raw in inputs:
+        path = Path(raw).expanduser()
+        if not path.is_dir():
+            files.append(path)
+            continue
+        files += [p for p in path.iterdir() if is_image_path(p)]
+        try:
+            dataset = open_dataset(path, layout, modalities)
+        except DataError:
+            continue
+        for ref in dataset:
+            files += [p for p in (*ref.image_paths, ref.brain_path, ref.mask_path) if p]
+    return files

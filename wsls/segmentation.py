@@ -10,6 +10,7 @@ import numpy as np
 
 from wsls.data.preprocess import Prepared
 from wsls.io.nifti import Geometry, save_like
+from wsls.io.outputs import check_output
 from wsls.method.quality import Quality
 
 
@@ -65,6 +66,9 @@ class Segmentation:
         prepared: the case on the network's grid; ``result``: the method's raw output there
             (maps, confident voxels, regions).
         timings: seconds per step (load, preprocess, method, map back).
+        input_warnings: what looked wrong in the input (modality order, file names, voxel
+            size), one line each; also given as :class:`~wsls.errors.InputWarning`.
+        sources: the files the input was read from; :meth:`save` never writes over them.
     """
 
     mask: np.ndarray
@@ -79,6 +83,8 @@ class Segmentation:
     result: Any = field(default=None, repr=False)
     timings: dict[str, float] = field(default_factory=dict, repr=False)
     quality: Quality = field(default_factory=Quality)
+    input_warnings: tuple[str, ...] = ()
+    sources: tuple[Path, ...] = field(default=(), repr=False)
 
     @property
     def voxel_volume_ml(self) -> float:
@@ -92,14 +98,31 @@ class Segmentation:
 
     def save(self, path: str | Path) -> Path:
         """Write the mask as NIfTI (uint8, 1 = lesion) with the input's orientation, affine
-        and header (``.nii``, ``.nii.gz``, or ``.nrrd`` with pynrrd)."""
+        and header (``.nii``, ``.nii.gz``, or ``.nrrd`` with pynrrd).
+
+        Args:
+            path: the file; or an existing folder, which gets ``<case_id>_lesion.nii.gz``.
+        Returns:
+            The path written (in a folder: the file inside it). The write is atomic: a
+            failure leaves any previous file as it was.
+        Raises:
+            OutputError: ``path`` is one of the input's files, or cannot be written.
+        """
+        target = self._target(path, "lesion")
         canonical = self.geometry.to_canonical(self.mask)
-        return save_like(np.ascontiguousarray(canonical), self.geometry, path)
+        return save_like(np.ascontiguousarray(canonical), self.geometry, target)
 
     def save_acam(self, path: str | Path) -> Path:
-        """Write the ACAM (float32) like :meth:`save`."""
+        """Write the ACAM (float32) like :meth:`save` (a folder gets ``<case_id>_acam.nii.gz``)."""
+        target = self._target(path, "acam")
         canonical = self.geometry.to_canonical(self.acam)
-        return save_like(np.ascontiguousarray(canonical), self.geometry, path, dtype=np.float32)
+        return save_like(np.ascontiguousarray(canonical), self.geometry, target, dtype=np.float32)
+
+    def _target(self, path: str | Path, what: str) -> Path:
+        path = Path(path).expanduser()
+        if path.is_dir():
+            path = path / f"{self.case_id}_{what}.nii.gz"
+        return check_output(path, inputs=self.sources)
 
     def __repr__(self) -> str:
         kept = int(np.count_nonzero(self.candidates.kept))
@@ -124,6 +147,7 @@ class Segmentation:
             "lambda": self.candidates.threshold,
             "quality": self.quality.verdict,
             "flags": "; ".join(self.quality.flags),
+            "warnings": "; ".join(self.input_warnings),
         }
 
 

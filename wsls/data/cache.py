@@ -2,16 +2,22 @@
 
 In memory (an LRU of :class:`Prepared` cases) and optionally on disk as uncompressed .npy
 arrays that DataLoader workers memory-map (the page cache then shares them between processes).
+
+On disk each case is a folder built aside and renamed into place (``wsls.io.atomic``): a crash
+or a full disk leaves a whole entry or none, and no temporary folder. ``meta.json`` records
+each array file's size and SHA-256; an entry that does not match them (a file truncated or
+damaged since) is rebuilt from the images, with one message.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
-import tempfile
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,10 +25,54 @@ from typing import Any
 import numpy as np
 
 from wsls.data.preprocess import CropBox, Prepared, PreprocessConfig, preprocess
+from wsls.io.atomic import atomic_folder, write_durable
 from wsls.io.case import Case, CaseRef
-from wsls.io.nifti import Geometry
+from wsls.io.nifti import Geometry, image_grid
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: sizes and checksums of the arrays in meta.json
+_HEADROOM = 8 << 20  # keep this much free beyond the entries
+
+
+class CacheSpaceError(OSError):
+    """Not enough free disk space for the prepared-volume cache (one line)."""
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _free_bytes(folder: Path) -> int:
+    here = folder
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    return shutil.disk_usage(here).free
+
+
+def _size_mb(n: float) -> str:
+    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e6:.2f} MB"
+
+
+def estimate_case_bytes(ref: CaseRef, config: PreprocessConfig) -> int:
+    """An upper bound of one case's cache entry (no crop assumed), from its image header."""
+    shape, affine = image_grid(ref.image_paths[0])
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    if config.target_spacing is not None:
+        factors = np.asarray(config.target_spacing, float) / spacing
+    else:
+        factors = np.broadcast_to(np.asarray(config.downsample, float), (3,))
+    voxels = float(np.prod([max(1, round(n / f)) + 8 for n, f in zip(shape, factors, strict=True)]))
+    channels = max(len(ref.modalities), len(ref.image_paths))
+    return int(voxels * (4 * channels + 1 + (1 if ref.mask_path is not None else 0)) + 4096)
 
 
 class CachedImage:
@@ -68,6 +118,7 @@ class VolumeCache:
         config: the preprocessing applied to every case.
         cache_dir: folder for the on-disk cache, or None for memory only.
         max_in_memory: how many prepared cases to keep in memory.
+        log: where the one-line message about a damaged entry goes.
     """
 
     def __init__(
@@ -75,12 +126,41 @@ class VolumeCache:
         config: PreprocessConfig | None = None,
         cache_dir: str | Path | None = None,
         max_in_memory: int = 64,
+        log: Callable[[str], None] = print,
     ) -> None:
         self.config = config or PreprocessConfig()
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.max_in_memory = max_in_memory
+        self.log = log
         self._memory: OrderedDict[str, Prepared] = OrderedDict()
         self.hits = {"memory": 0, "disk": 0, "decoded": 0}
+        self.rebuilt = 0  # damaged disk entries prepared again
+
+    def check_space(self, refs: Iterable[Any]) -> None:
+        """Before preparing anything: refuse when the cases not cached yet would not fit on
+        the cache's disk (an upper bound estimated from the image headers).
+
+        Raises:
+            CacheSpaceError: one line with the space needed and free, and what to do.
+        """
+        if self.cache_dir is None:
+            return
+        needed = 0
+        for ref in refs:
+            if not isinstance(ref, CaseRef):
+                continue
+            if not (self.cache_dir / case_key(ref, self.config)).is_dir():
+                needed += estimate_case_bytes(ref, self.config)
+        if needed == 0:
+            return
+        free = _free_bytes(self.cache_dir)
+        if needed + _HEADROOM > free:
+            raise CacheSpaceError(
+                f"not enough free space for the prepared-volume cache in {self.cache_dir}: "
+                f"about {_size_mb(needed)} needed (an upper bound), {_size_mb(free)} free; "
+                "free some space, use another output folder, or train without the cache "
+                "(--no-cache, cache=False)"
+            )
 
     def get(self, item: CaseRef | Case | Prepared) -> Prepared:
         """The prepared case for a CaseRef (cached), a loaded Case, or a Prepared (as is)."""
@@ -117,9 +197,19 @@ class VolumeCache:
         if self.cache_dir is None:
             return None
         folder = self.cache_dir / key
+        if not folder.is_dir():
+            return None
         try:
             meta = json.loads((folder / "meta.json").read_text())
-        except (OSError, ValueError):
+            problem = _damage(folder, meta)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            problem = f"meta.json unreadable ({type(err).__name__})"
+        if problem is not None:
+            self.log(
+                f"[wsls] cache entry {folder} is damaged ({problem}): rebuilding it from the images"
+            )
+            shutil.rmtree(folder, ignore_errors=True)
+            self.rebuilt += 1
             return None
         geometry = None
         if meta["geometry"] is not None:
@@ -149,15 +239,22 @@ class VolumeCache:
     def _write(self, key: str, p: Prepared) -> None:
         if self.cache_dir is None:
             return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         folder = self.cache_dir / key
         if folder.exists():
             return
-        tmp = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=f".{key}."))
-        np.save(tmp / "image.npy", np.ascontiguousarray(p.image))
-        np.save(tmp / "brain.npy", p.brain)
-        if p.mask is not None:
-            np.save(tmp / "mask.npy", p.mask)
+        blobs = {
+            name: _npy_bytes(array)
+            for name, array in (("image", p.image), ("brain", p.brain), ("mask", p.mask))
+            if array is not None
+        }
+        needed = sum(len(b) for b in blobs.values())
+        free = _free_bytes(self.cache_dir)
+        if needed + _HEADROOM > free:
+            raise CacheSpaceError(
+                f"not enough free space for the prepared-volume cache in {self.cache_dir}: "
+                f"case {p.id} needs {_size_mb(needed)}, {_size_mb(free)} free; free some "
+                "space or train without the cache (--no-cache, cache=False)"
+            )
         g = p.geometry
         meta = {
             "id": p.id,
@@ -176,8 +273,31 @@ class VolumeCache:
                 "ornt": np.asarray(g.ornt).tolist(),
             },
         }
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            tmp.rename(folder)  # atomic: a reader sees a whole entry or none
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another process stored it first
+        meta["files"] = {
+            f"{name}.npy": {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+            for name, blob in blobs.items()
+        }
+        # built aside, renamed into place (a reader sees a whole entry or none); an entry
+        # another process stored first is kept
+        with atomic_folder(folder, replace=False) as tmp:
+            for name, blob in blobs.items():
+                write_durable(tmp / f"{name}.npy", blob)
+            write_durable(tmp / "meta.json", json.dumps(meta).encode("utf-8"))
+
+
+def _damage(folder: Path, meta: dict[str, Any]) -> str | None:
+    """What is wrong with a cache entry's files (sizes, then checksums), or None."""
+    files = meta["files"]
+    for name in ("image.npy", "brain.npy"):
+        if name not in files:
+            return f"no record of {name}"
+    for name, record in files.items():
+        path = folder / name
+        size = path.stat().st_size if path.exists() else None
+        if size != record["bytes"]:
+            found = "missing" if size is None else f"{size} bytes"
+            return f"{name}: {found}, {record['bytes']} written"
+    for name, record in files.items():
+        if _sha256_file(folder / name) != record["sha256"]:
+            return f"{name}: checksum mismatch"
+    return None

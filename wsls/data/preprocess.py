@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from wsls import morphology
-from wsls.errors import ConfigError
+from wsls.errors import ConfigError, DataError
 from wsls.io.case import Case
 from wsls.io.nifti import Geometry, save_like
 from wsls.io.resample import resize
@@ -355,6 +355,7 @@ def preprocess(case: Case, config: PreprocessConfig | None = None) -> Prepared:
     if config.normalise:
         image, stats = zscore_in_brain(image, brain_c, config.clip_percentiles, config.background)
     target = _target_shape(box.shape, spacing, config)
+    _check_grid_size(case, box.shape, target)
     image = resize(image, target, mode="linear")
     brain_p = resize(brain_c, target, mode=config.mask_resampling)
     mask_p = None
@@ -377,6 +378,22 @@ def preprocess(case: Case, config: PreprocessConfig | None = None) -> Prepared:
         geometry=case.volume.geometry,
         stats=stats,
     )
+
+
+MAX_PREPARED_VOXELS = 512**3
+
+
+def _check_grid_size(case: Case, shape: tuple[int, ...], target: tuple[int, ...]) -> None:
+    """Refuse a prepared grid too large to allocate (a voxel size in the header far off,
+    e.g. 100 mm, resampled to a model's few-mm grid) before allocating it."""
+    if float(np.prod(np.asarray(target, np.float64))) > MAX_PREPARED_VOXELS:
+        spacing = "x".join(f"{s:g}" for s in np.round(case.volume.spacing, 3))
+        raise DataError(
+            case.id,
+            f"resampling the {'x'.join(map(str, shape))} crop (voxel size {spacing} mm) to the "
+            f"model's grid would give {'x'.join(map(str, target))} voxels: the voxel size in "
+            "the header is probably wrong",
+        )
 
 
 def _factors(spacing: tuple[float, float, float], config: PreprocessConfig) -> np.ndarray:

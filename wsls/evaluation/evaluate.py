@@ -363,10 +363,13 @@ def evaluate(
     """
 
     from wsls.io.modalities import normalise_modalities
+    from wsls.io.outputs import check_output
     from wsls.method.coarse import coarse_case
     from wsls.method.trained import TrainedModels, bundle_path, load_models
 
     cfg = config or EvalConfig()
+    if out_dir is not None:  # before any work: a folder that cannot be written fails now
+        check_output(out_dir, kind="folder", what="output folder")
     trained = models if isinstance(models, TrainedModels) else load_models(bundle_path(models))
     modalities = tuple(trained.config.modalities)
     base_mod = normalise_modalities([cfg.baseline_modality])[0]

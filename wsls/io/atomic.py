@@ -7,12 +7,20 @@ failed write at any point leaves the old file (or none), never a mix, and no tem
 - :func:`atomic_write_bytes` / :func:`atomic_write_text`: content in memory.
 - :func:`atomic_path`: for writers that want a path (nibabel, matplotlib, numpy): yields a
   temporary path with the destination's suffix, renamed into place when the block succeeds.
-- :func:`atomic_folder`: a folder built aside and swapped into place (model bundles).
+- :func:`atomic_folder`: a folder built aside and swapped into place (model bundles), or, with
+  ``replace=False``, put in place only if none exists yet (the prepared-volume cache).
+- :func:`write_durable`: a new file inside such a folder, flushed to disk.
+
+A failed write raises an ``OSError`` whose message names the destination (``No space left on
+device: '/run/last.ckpt'``); the temporary file or folder is gone and the old file untouched.
+``tests/test_faults.py`` checks that no wsls writer opens a final path for writing outside
+these helpers (every temporary name starts with ``.`` and holds :data:`TEMP_SUFFIX`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -59,6 +67,22 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def write_error(err: BaseException, path: str | Path) -> OSError:
+    """``err`` (a failed write) as an ``OSError`` whose message names ``path``, with its errno;
+    writers that report no errno (numpy: "N requested and M written") are told apart by the
+    free space left."""
+    path = Path(path)
+    code = getattr(err, "errno", None)
+    reason = getattr(err, "strerror", None) or " ".join(str(err).split()) or type(err).__name__
+    if code is None:
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(path.parent).free < (1 << 20):
+                code, reason = errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({reason})"
+    if code is None:
+        return OSError(f"cannot write {path}: {reason}")
+    return OSError(code, reason, str(path))
+
+
 def write_durable(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to a new file and flush it to disk (inside a folder that is renamed into
     place later; on its own use :func:`atomic_write_bytes`)."""
@@ -91,11 +115,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(err, OSError) and not _names(err, path):
+            raise write_error(err, path) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _names(err: OSError, path: Path) -> bool:
+    return str(path) in str(err)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -111,18 +141,33 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | Path) -> Iterator[Path]:
+def atomic_folder(path: str | Path, *, replace: bool = True) -> Iterator[Path]:
     """A temporary folder beside ``path`` to fill; when the block succeeds it replaces
-    ``path`` (an existing folder is moved aside first and removed after), else it is removed."""
+    ``path`` (an existing folder is moved aside first and removed after), else it is removed.
+
+    Args:
+        replace: False keeps an existing ``path`` (one that appeared while the block ran, e.g.
+            stored by another process) and discards the new folder.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        _swap_into_place(tmp, path)
-    except BaseException:
+        if replace:
+            _swap_into_place(tmp, path)
+        else:
+            try:
+                os.rename(tmp, path)  # atomic; fails if path exists and is not empty
+            except OSError:
+                if not path.is_dir():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process stored it first
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and not _names(err, path):
+            raise write_error(err, path) from None
         raise
     _fsync_dir(path.parent)
 

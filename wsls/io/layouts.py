@@ -38,6 +38,19 @@ def _stem(name: str) -> str:
     return name
 
 
+def walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` that follows symbolic links to folders (case folders linked into a dataset
+    are found) and visits each real folder once (a link cycle ends there)."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        yield dirpath, dirnames, filenames
+
+
 def image_stem(path: Path) -> str:
     """A file's name without its image suffix (.nii.gz, .nii, .nrrd, .nhdr; else its last)."""
     stem = _stem(path.name)
@@ -146,7 +159,7 @@ class _FolderLayout(Layout):
 
     def _discover(self) -> list[tuple[Path, dict[str, Path]]]:
         found = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in walk(self.root):
             dirnames.sort()
             files: dict[str, Path] = {}
             for name in sorted(filenames):
@@ -246,7 +259,7 @@ class IslesLayout(Layout):
         super().__init__(root)
         images: dict[str, dict[str, Path]] = {}
         masks: dict[str, Path] = {}
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in walk(self.root):
             dirnames.sort()
             in_derivatives = "derivatives" in Path(dirpath).relative_to(self.root).parts
             for name in sorted(filenames):
@@ -434,7 +447,7 @@ def detect_layout(root: str | Path) -> str:
         raise DataError(root, "a single file is not a dataset; pass a folder or a CSV manifest")
     ms, brats = MSLayout.roles, BratsLayout.roles
     saw_brats_image = saw_brats_label = False
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in walk(root):
         dirnames.sort()
         rel = Path(dirpath).relative_to(root).parts
         if "derivatives" in rel or any(d.startswith("sub-") for d in rel):

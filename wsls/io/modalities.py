@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 CANONICAL_ORDER = ("flair", "t1", "t1c", "t2", "dwi", "adc")
 
 _ALIASES = {
@@ -32,3 +35,29 @@ def canonical_modality(name: str) -> str | None:
 def normalise_modalities(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Canonical names for user-given modalities; unknown names are kept, lower-cased."""
     return tuple(canonical_modality(n) or n.strip().lower() for n in names)
+
+
+_TOKEN_SPLIT = re.compile(r"[_\-. ]+")
+_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".img", ".hdr")
+
+
+def modality_in_name(path: str | Path) -> str | None:
+    """The modality a file's name says ('case_t1ce.nii.gz' -> 't1c', 'FLAIR.nii.gz' ->
+    'flair', 'sub-01_T2-FLAIR' -> 'flair'), or None when it names none or several."""
+    name = Path(path).name.lower()
+    for suffix in _IMAGE_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    tokens = [t for t in _TOKEN_SPLIT.split(name) if t]
+    found: set[str] = set()
+    used: set[int] = set()
+    for i in range(len(tokens) - 1):  # 't2-flair', 't1-post': two tokens, one modality
+        joined = canonical_modality(tokens[i] + tokens[i + 1])
+        if joined is not None and tokens[i] + tokens[i + 1] in ("t2flair", "t1post"):
+            found.add(joined)
+            used.update((i, i + 1))
+    for i, token in enumerate(tokens):
+        if i not in used and canonical_modality(token) is not None:
+            found.add(canonical_modality(token))  # type: ignore[arg-type]
+    return found.pop() if len(found) == 1 else None

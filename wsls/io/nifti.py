@@ -15,13 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from wsls.errors import DataError
+from wsls.errors import DataError, InputWarning
 from wsls.io import orientation
+from wsls.io.atomic import atomic_path
 from wsls.io.resample import resample_to_grid
 
 PathLike = str | Path
 _AFFINE_ATOL_MM = 1e-3
+PLAUSIBLE_SPACING_MM = (0.2, 10.0)  # voxel sizes outside this range are warned about
 _NRRD_SUFFIXES = (".nrrd", ".nhdr")
+WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd")  # .nhdr would write two files
 
 
 @dataclass(frozen=True)
@@ -203,8 +206,92 @@ def _read_raw(path: PathLike, what: str = "image") -> _Raw:
                 f"cannot read the voxel data, the file is truncated or corrupt ({_one_line(err)})",
             ) from None
         affine, header = np.asarray(img.affine, dtype=np.float64), img.header
+    check_affine(affine, path)
     array = _squeeze_extra_axes(path, array)
     return _Raw(path, array, affine, header)
+
+
+def read_image(path: PathLike, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """Every voxel of one file, as stored: (array in file order, float32; affine).
+
+    Raises:
+        DataError: a missing, unreadable or truncated file (the whole data is read).
+    """
+    raw = _read_raw(path, what)
+    return raw.array, raw.affine
+
+
+def image_grid(path: PathLike) -> tuple[tuple[int, ...], np.ndarray]:
+    """(spatial shape, affine) of an image file from its header alone (no voxel data read).
+
+    Raises:
+        DataError: a missing or unreadable header.
+    """
+    path = Path(path)
+    if _is_nrrd(path):
+        array, affine = read_image(path)
+        return tuple(array.shape[:3]), affine
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+    except Exception as err:  # nibabel raises many types for unreadable headers
+        raise DataError(path, f"not a readable NIfTI/Analyze image ({_one_line(err)})") from None
+    return tuple(int(s) for s in img.shape[:3]), np.asarray(img.affine, dtype=np.float64)
+
+
+def same_grid(
+    shape: Sequence[int], affine: np.ndarray, ref_shape: Sequence[int], ref_affine: np.ndarray
+) -> bool:
+    """Same spatial shape and the same affine within 0.001 mm."""
+    return tuple(shape[:3]) == tuple(ref_shape[:3]) and np.allclose(
+        affine, ref_affine, rtol=0, atol=_AFFINE_ATOL_MM
+    )
+
+
+def check_affine(affine: np.ndarray, source: PathLike) -> None:
+    """Refuse a voxel-to-world matrix that places no voxel: non-finite, or singular (a zero
+    voxel size, or axes that coincide; an all-zero sform is one).
+
+    Raises:
+        DataError: naming ``source`` and what is wrong.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise DataError(
+            source, "the voxel-to-world affine (sform/qform) holds NaN or infinite values"
+        )
+    axes = affine[:3, :3]
+    sizes = np.linalg.norm(axes, axis=0)
+    if sizes.min() <= 1e-6 or abs(np.linalg.det(axes)) <= 1e-6 * float(np.prod(sizes)):
+        raise DataError(
+            source,
+            "the voxel-to-world affine (sform/qform) is singular (voxel sizes "
+            f"{_fmt_spacing(affine)} mm, or axes that coincide): the header gives no usable "
+            "geometry; fix it (e.g. with nibabel or fslorient) and try again",
+        )
+
+
+def implausible_spacing(affine: np.ndarray) -> str | None:
+    """A one-line remark when a voxel size lies outside :data:`PLAUSIBLE_SPACING_MM`."""
+    spacing = orientation.spacing_of(affine)
+    low, high = PLAUSIBLE_SPACING_MM
+    if all(low <= s <= high for s in spacing):
+        return None
+    return (
+        f"voxel size {_fmt_spacing(affine)} mm is implausible for a brain MRI (expected "
+        f"{low:g} to {high:g} mm): check the header's voxel size; volumes in ml and the "
+        "resampling to the model's grid depend on it"
+    )
+
+
+def warn_implausible_spacing(affine: np.ndarray, source: PathLike) -> None:
+    """Warn (:class:`~wsls.errors.InputWarning`, one line) about an implausible voxel size."""
+    import warnings
+
+    remark = implausible_spacing(affine)
+    if remark is not None:
+        warnings.warn(f"{source}: {remark}", InputWarning, stacklevel=3)
 
 
 def _one_line(err: BaseException) -> str:
@@ -242,6 +329,37 @@ def _same_grid(a: _Raw, b: _Raw) -> bool:
 def _grid_text(raw: _Raw) -> str:
     shape = "x".join(str(s) for s in raw.array.shape[:3])
     return f"{shape} {orientation.axcodes_of(raw.affine)} spacing {_fmt_spacing(raw.affine)}"
+
+
+def grid_difference(
+    shape: Sequence[int], affine: np.ndarray, ref_shape: Sequence[int], ref_affine: np.ndarray
+) -> str:
+    """What differs between two voxel grids, in words: shape, spacing, axis codes, the
+    rotation, and the offset of the first voxel's centre in mm (e.g. "origin shifted by
+    (5, 0, 0) mm (5 mm)")."""
+    affine, ref_affine = np.asarray(affine, np.float64), np.asarray(ref_affine, np.float64)
+    parts = []
+    shape3, ref3 = tuple(int(s) for s in shape[:3]), tuple(int(s) for s in ref_shape[:3])
+    if shape3 != ref3:
+        parts.append(f"shape {'x'.join(map(str, shape3))} vs {'x'.join(map(str, ref3))}")
+    spacing, ref_spacing = _fmt_spacing(affine), _fmt_spacing(ref_affine)
+    if not np.allclose(orientation.spacing_of(affine), orientation.spacing_of(ref_affine),
+                       atol=_AFFINE_ATOL_MM):  # fmt: skip
+        parts.append(f"spacing {spacing} vs {ref_spacing} mm")
+    codes, ref_codes = orientation.axcodes_of(affine), orientation.axcodes_of(ref_affine)
+    if codes != ref_codes:
+        parts.append(f"axis codes {codes} vs {ref_codes}")
+    elif not np.allclose(affine[:3, :3], ref_affine[:3, :3], atol=_AFFINE_ATOL_MM) and (
+        np.allclose(
+            orientation.spacing_of(affine), orientation.spacing_of(ref_affine), atol=_AFFINE_ATOL_MM
+        )  # fmt: skip
+    ):
+        parts.append("axis directions (a rotation or shear)")
+    shift = affine[:3, 3] - ref_affine[:3, 3]
+    if not np.allclose(shift, 0.0, atol=_AFFINE_ATOL_MM):
+        text = ", ".join(f"{v:g}" for v in np.round(shift, 3))
+        parts.append(f"origin shifted by ({text}) mm ({np.linalg.norm(shift):.3g} mm)")
+    return "; ".join(parts) or "the affines differ by less than 0.001 mm"
 
 
 def _fmt_spacing(affine: np.ndarray) -> str:
@@ -298,10 +416,12 @@ def load_volume(
         if _same_grid(ref, raw):
             continue
         if on_grid_mismatch != "resample":
+            difference = grid_difference(raw.array.shape, raw.affine, ref.array.shape, ref.affine)
             raise DataError(
                 raw.path,
-                f"lies on a different voxel grid ({_grid_text(raw)}) than {ref.path.name} "
-                f"({_grid_text(ref)}); all modalities must be co-registered on one grid",
+                f"lies on a different voxel grid than {ref.path.name}: {difference} "
+                f"({_grid_text(raw)} vs {_grid_text(ref)}); all modalities must be "
+                "co-registered on one grid (resample them onto one, e.g. with ANTs or FSL)",
             )
         moved = np.moveaxis(raw.array, 3, 0) if raw.array.ndim == 4 else raw.array
         moved = resample_to_grid(moved, raw.affine, ref.array.shape[:3], ref.affine, order=1)
@@ -309,6 +429,7 @@ def load_volume(
     if check_finite:
         for raw in raws:
             _check_finite(raw)
+    warn_implausible_spacing(ref.affine, ref.path)
     channels = [np.moveaxis(r.array, 3, 0) if r.array.ndim == 4 else r.array[None] for r in raws]
     stack = channels[0] if len(channels) == 1 else np.concatenate(channels, axis=0)
     names = list(modalities) if modalities is not None else _default_names(raws)
@@ -360,16 +481,11 @@ def load_labels(
                 raw.array, raw.affine, image_shape, geom.original_affine, order=0
             )
             return geom.to_canonical(array)
-        what = "shape" if not same_shape else "affine (position/orientation)"
-        mine = (
-            "x".join(map(str, raw.array.shape)) if not same_shape else raw.affine.round(3).tolist()
+        difference = grid_difference(raw.array.shape, raw.affine, image_shape, geom.original_affine)
+        raise DataError(
+            raw.path,
+            f"mask {difference} (mask vs image): the mask must lie on the image's voxel grid",
         )
-        theirs = (
-            "x".join(map(str, image_shape))
-            if not same_shape
-            else geom.original_affine.round(3).tolist()
-        )
-        raise DataError(raw.path, f"mask {what} {mine} differs from the image's {theirs}")
     return geom.to_canonical(raw.array)
 
 
@@ -414,7 +530,11 @@ def save_like(
         dtype: stored type; default uint8 for bool masks, the smallest fitting integer type for
             integer labels, float32 for maps.
     Returns:
-        The written path.
+        The written path. The file is written atomically (a temporary file beside it, renamed
+        into place): a failure leaves the previous file, if any, untouched.
+    Raises:
+        DataError: a shape that is not the reference's, a name without a writable suffix.
+        OSError: the file system refused the write (full disk, read-only...), naming ``path``.
     """
     geom = reference.geometry if isinstance(reference, Volume) else reference
     path = Path(path)
@@ -428,15 +548,19 @@ def save_like(
     file_order = geom.to_original(array).astype(out_dtype, copy=False)
     if file_order.ndim == 4:
         file_order = np.ascontiguousarray(np.moveaxis(file_order, 0, -1))
+    if not path.name.lower().endswith(WRITABLE_SUFFIXES):
+        raise DataError(path, "cannot write: the name must end in .nii, .nii.gz or .nrrd")
+    nrrd = _nrrd_module(path) if _is_nrrd(path) else None
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if _is_nrrd(path):
-            from wsls.io.nrrd import write_nrrd
+        with atomic_path(path) as tmp:  # a crash or a full disk leaves the old file (or none)
+            if nrrd is not None:
+                from wsls.io.nrrd import write_nrrd
 
-            write_nrrd(path, file_order, geom.original_affine, geom.header, _nrrd_module(path))
-        else:
-            _write_nifti(path, file_order, geom, is_mask=array.dtype == np.bool_)
-    except DataError:
+                write_nrrd(tmp, file_order, geom.original_affine, geom.header, nrrd)
+            else:
+                _write_nifti(tmp, file_order, geom, is_mask=array.dtype == np.bool_)
+    except (DataError, OSError):
         raise
     except Exception as err:
         raise DataError(path, f"cannot write ({_one_line(err)})") from None

@@ -3,37 +3,105 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from wsls.bundle import load_bundle, save_bundle
-from wsls.errors import BundleError
-from wsls.method.config import WSLSConfig
+from wsls.errors import BundleError, ConfigError
+from wsls.method.config import WSLSConfig, _from_dict
 from wsls.models import Classifier3D, build_model
 
 
 @dataclass
 class TrainedModels:
-    """A trained method: its config, the ACAM classifier, the representation model, and the
-    baselines that were trained (name -> model)."""
+    """A trained method: its config, the ACAM classifier, the representation model, the
+    baselines that were trained (name -> model), and the per-modality intensity signatures of
+    its training cases (``wsls.data.signatures``; None for bundles written without them)."""
 
     config: WSLSConfig
     classifier: Classifier3D
     embedding: nn.Module
     baselines: dict[str, nn.Module] = field(default_factory=dict)
+    signatures: dict[str, Any] | None = None
 
     def all_models(self) -> dict[str, nn.Module]:
         return {"classifier": self.classifier, "embedding": self.embedding, **self.baselines}
 
 
 def save_models(models: TrainedModels, path: str | Path) -> Path:
-    """Write ``models`` (method and baselines) as a bundle folder; returns its path."""
+    """Write ``models`` (method and baselines) as a bundle folder; returns its path.
+
+    The bundle's configuration holds ``method`` (the ``WSLSConfig``), ``modalities`` and,
+    when known, ``signatures`` (the training cases' intensity signatures per modality).
+    """
     nets = models.all_models()
     specs = {name: net.spec_dict() for name, net in nets.items()}
-    config = {"method": models.config.to_dict(), "modalities": list(models.config.modalities)}
+    config: dict[str, Any] = {
+        "method": models.config.to_dict(),
+        "modalities": list(models.config.modalities),
+    }
+    if models.signatures is not None:
+        config["signatures"] = models.signatures
     return save_bundle(path, nets, specs, config)
+
+
+def _bad_setting(cls: type, data: dict[str, Any], prefix: str = "") -> str | None:
+    """The dotted name of the first setting of ``data`` that ``cls`` refuses (None if the
+    refusal involves several settings together)."""
+    defaults = cls()
+    names = {f.name for f in fields(cls)}
+    for name, value in data.items():
+        if name not in names:
+            return prefix + name
+        current = getattr(defaults, name)
+        if is_dataclass(current) and isinstance(value, dict):
+            try:
+                _from_dict(type(current), value)
+            except (ConfigError, TypeError, ValueError):
+                return _bad_setting(type(current), value, f"{prefix}{name}.") or prefix + name
+            continue
+        try:
+            _from_dict(cls, {name: value})
+        except (ConfigError, TypeError, ValueError):
+            return prefix + name
+    return None
+
+
+def method_config(doc: Any, path: str | Path) -> WSLSConfig:
+    """The ``WSLSConfig`` saved in a bundle's configuration, validated setting by setting.
+
+    Raises:
+        BundleError: one line naming the bundle's ``config.json`` and the bad setting.
+    """
+    where = Path(path) / "config.json"
+    method = doc.get("method") if isinstance(doc, dict) else None
+    if not isinstance(method, dict):
+        raise BundleError(f"{where}: not a wsls method bundle (no 'method' settings)")
+    try:
+        return WSLSConfig.from_dict(method)
+    except (ConfigError, TypeError, ValueError) as exc:
+        text = " ".join(str(exc).split())
+        setting = _bad_setting(WSLSConfig, method)
+        named = f"setting method.{setting}: " if setting else ""
+        raise BundleError(
+            f"{where}: bad {named}{text} (edit or restore the bundle's config.json)"
+        ) from None
+
+
+def _check_config(path: Path):
+    def check(doc: dict[str, Any]) -> None:
+        from wsls.data.signatures import signatures_ok
+
+        method_config(doc, path)
+        if doc.get("signatures") is not None:
+            problem = signatures_ok(doc["signatures"])
+            if problem is not None:
+                raise BundleError(f"{path / 'config.json'}: bad 'signatures': {problem}")
+
+    return check
 
 
 def load_models(
@@ -44,20 +112,33 @@ def load_models(
 ) -> TrainedModels:
     """Load a bundle written by :func:`save_models`.
 
+    The configuration is validated before any weights are read (a bad setting is one
+    :class:`BundleError` line naming it); bundles without signatures load as before.
+
     Args:
         modalities: the modalities the caller has; loading fails with a clear message if the
             bundle needs others.
     """
-    bundle = load_bundle(path, build_model, required_modalities=modalities, device=device)
-    try:
-        config = WSLSConfig.from_dict(bundle.config["method"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{path}: not a wsls method bundle ({exc})") from None
+    path = Path(path)
+    bundle = load_bundle(
+        path,
+        build_model,
+        required_modalities=modalities,
+        device=device,
+        check_config=_check_config(path),
+    )
+    config = method_config(bundle.config, path)
     models = dict(bundle.models)
     for name in ("classifier", "embedding"):
         if name not in models:
             raise BundleError(f"{path}: the bundle has no {name!r} model")
-    return TrainedModels(config, models.pop("classifier"), models.pop("embedding"), models)
+    return TrainedModels(
+        config,
+        models.pop("classifier"),
+        models.pop("embedding"),
+        models,
+        bundle.config.get("signatures"),
+    )
 
 
 def bundle_path(path: str | Path) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 from torch import nn
 
 from wsls.data.preprocess import Prepared
+from wsls.io.atomic import atomic_write_text
 from wsls.method.coarse import coarse_case
 from wsls.method.confident import ConfidentConfig, ConfidentVoxels, precision, select_confident
 from wsls.method.config import StageSchedule, WSLSConfig
@@ -155,7 +156,7 @@ def _train_stages(
             name, cases, coarse, maps, out, config, resume, device, progress
         )
     if rank == 0:
-        (out / "report.json").write_text(json.dumps(report, indent=1))
+        atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     return models
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from wsls.errors import DataError
 from wsls.io.atomic import atomic_write_text
 from wsls.io.layouts import open_datasets
+from wsls.io.outputs import OutputError, check_output, same_file
 
 
 def prepare_cases(items: Sequence[Any], cache, progress: bool = True, what: str = "preparing"):
@@ -72,24 +73,36 @@ def train(
         cache: keep prepared volumes under ``out_dir/cache`` (fast reruns and resumes).
     Returns:
         The bundle folder (``out_dir/bundle``).
+    Raises:
+        OutputError: before any work, a run folder that cannot be written (a file in the way,
+            a read-only file system...). ConfigError: an unknown device.
+        CacheSpaceError: before preparing, too little disk space for the cache.
     """
     from wsls.data.cache import VolumeCache
+    from wsls.data.signatures import modality_signatures
     from wsls.io.modalities import normalise_modalities
     from wsls.method.config import WSLSConfig
     from wsls.method.trained import save_models
-    from wsls.runtime import placement
+    from wsls.runtime import placement, resolve_device
     from wsls.training.pipeline import train_wsls
 
-    rank = placement().rank
+    where = placement()
+    rank = where.rank
     if rank != 0:  # under torchrun, rank 0 reports
         log = _quiet
     config = config or WSLSConfig()
     if modalities:
         config = replace(config, modalities=normalise_modalities(list(modalities)))
     out = Path(out_dir)
+    # mistakes that would otherwise surface after the data are prepared: fail first
+    check_output(out, kind="folder", what="run folder")
+    resolve_device(device, "auto", where.local_rank)
     items, sources = open_datasets(data, layout, config.modalities)
+    _check_out_is_not_data(out, sources)
     val_items = open_datasets(val_data, layout, config.modalities)[0] if val_data else []
-    volume_cache = VolumeCache(config.preprocess, out / "cache" if cache else None)
+    volume_cache = VolumeCache(config.preprocess, out / "cache" if cache else None, log=log)
+    if rank == 0:
+        volume_cache.check_space([*items, *val_items])
     cases = prepare_cases(items, volume_cache, progress)
     val_cases = prepare_cases(val_items, volume_cache, progress, "validation cases")
     _check_cases(cases, config.modalities)
@@ -107,12 +120,22 @@ def train(
     )
     bundle = out / "bundle"
     if rank == 0:
+        models.signatures = modality_signatures(cases, config.modalities)
         save_models(models, bundle)
         record = {"sources": sources, "cases": [c.id for c in cases]}
         record["modalities"] = list(config.modalities)
         atomic_write_text(out / "training.json", json.dumps(record, indent=1, default=str))
         log(f"[wsls] model bundle written to {bundle}")
     return bundle
+
+
+def _check_out_is_not_data(out: Path, sources: Sequence[dict[str, Any]]) -> None:
+    """The run folder may not be a dataset folder (its bundle and cache would land among the
+    cases, and a bundle's config.json beside case files)."""
+    for source in sources:
+        data = source.get("data")
+        if data and same_file(data, out):
+            raise OutputError(f"run folder {out} is the dataset folder {data}; give another --out")
 
 
 def _quiet(message: str) -> None:

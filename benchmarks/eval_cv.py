@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             args.set,
         )
     write_csv(out / "per_case.csv", rows)
-    text = _summary(rows, args.variants)
+    command = "python benchmarks/eval_cv.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = f"command: {command}\n\n" + _summary(rows, args.variants)
     (out / "summary.md").write_text(text)
     print(text)
     print(f"[eval_cv] {time.perf_counter() - start:.0f} s; {out / 'per_case.csv'}")

@@ -19,13 +19,15 @@ from wsls.models import Classifier3D, build_model
 class TrainedModels:
     """A trained method: its config, the ACAM classifier, the representation model, the
     baselines that were trained (name -> model), and the per-modality intensity signatures of
-    its training cases (``wsls.data.signatures``; None for bundles written without them)."""
+    its training cases (``wsls.data.signatures``; None for bundles written without them), and
+    where it came from (``training``: case ids, sources, seed, wsls version, git commit)."""
 
     config: WSLSConfig
     classifier: Classifier3D
     embedding: nn.Module
     baselines: dict[str, nn.Module] = field(default_factory=dict)
     signatures: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
 
     def all_models(self) -> dict[str, nn.Module]:
         return {"classifier": self.classifier, "embedding": self.embedding, **self.baselines}
@@ -35,7 +37,8 @@ def save_models(models: TrainedModels, path: str | Path) -> Path:
     """Write ``models`` (method and baselines) as a bundle folder; returns its path.
 
     The bundle's configuration holds ``method`` (the ``WSLSConfig``), ``modalities`` and,
-    when known, ``signatures`` (the training cases' intensity signatures per modality).
+    when known, ``signatures`` (the training cases' intensity signatures per modality) and
+    ``training`` (its provenance).
     """
     nets = models.all_models()
     specs = {name: net.spec_dict() for name, net in nets.items()}
@@ -45,6 +48,8 @@ def save_models(models: TrainedModels, path: str | Path) -> Path:
     }
     if models.signatures is not None:
         config["signatures"] = models.signatures
+    if models.training is not None:
+        config["training"] = models.training
     return save_bundle(path, nets, specs, config)
 
 
@@ -138,6 +143,7 @@ def load_models(
         models.pop("embedding"),
         models,
         bundle.config.get("signatures"),
+        bundle.config.get("training"),
     )
 
 

@@ -121,12 +121,37 @@ def train(
     bundle = out / "bundle"
     if rank == 0:
         models.signatures = modality_signatures(cases, config.modalities)
+        record = provenance(sources, [c.id for c in cases], config)
+        models.training = json.loads(json.dumps(record, default=str))
         save_models(models, bundle)
-        record = {"sources": sources, "cases": [c.id for c in cases]}
-        record["modalities"] = list(config.modalities)
         atomic_write_text(out / "training.json", json.dumps(record, indent=1, default=str))
         log(f"[wsls] model bundle written to {bundle}")
     return bundle
+
+
+def provenance(sources: Sequence[dict[str, Any]], case_ids: list[str], config: Any) -> dict:
+    """What a bundle records of its training: the sources and case ids, the modalities, the
+    preset and seed, the wsls version and the git commit of the code (when it is a checkout)."""
+    import subprocess
+
+    import wsls
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(wsls.__file__).parent, capture_output=True,
+            text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "sources": list(sources),
+        "cases": case_ids,
+        "modalities": list(config.modalities),
+        "preset": config.preset,
+        "seed": config.seed,
+        "wsls_version": wsls.__version__,
+        "git_commit": commit,
+    }
 
 
 def _check_out_is_not_data(out: Path, sources: Sequence[dict[str, Any]]) -> None:

@@ -62,7 +62,7 @@ def test_user_mistakes_are_one_line(capsys, tmp_path, api_run):
     _one_line_error(capsys, ["train", str(api_run.parent / "data"), "--out", str(tmp_path / "r"),
                              "--baselines", "cam"], "unknown baseline 'cam'")  # fmt: skip
     out = str(tmp_path / "m.nii.gz")
-    _one_line_error(capsys, ["segment", str(tmp_path / "nob"), flair, "-o", out],
+    _one_line_error(capsys, ["segment", flair, "-o", out, "--model", str(tmp_path / "nob")],
                     "model bundle not found")  # fmt: skip
     _one_line_error(capsys, ["segment", bundle, flair, "-o", str(tmp_path / "m.nii.gz")],
                     "has 1 channel but the model needs 2 (flair, t1c)")  # fmt: skip

@@ -27,11 +27,17 @@ from wsls.method.trained import TrainedModels, bundle_path, load_models
 from wsls.runtime import resolve_device
 from wsls.segmentation import Candidates, Segmentation, prepared_to_file_voxels
 
-ModelLike = Any  # a TrainedModels, or a bundle (or run) folder
+ModelLike = Any  # a TrainedModels, a bundle (or run) folder, a shipped model's name, or None
 
 
-def load(path: str | Path, *, device: str = "cpu", modalities: Sequence[str] | None = None):
-    """Load a trained model bundle (a run folder works too) -> ``TrainedModels``.
+def load(
+    path: str | Path | None = None,
+    *,
+    device: str = "cpu",
+    modalities: Sequence[str] | None = None,
+):
+    """Load a trained model bundle (a run folder works too, or a shipped model's name; None:
+    the default shipped model) -> ``TrainedModels``.
 
     Args:
         device: where the networks' weights go.
@@ -50,9 +56,10 @@ def resolve_model(model: ModelLike, device: torch.device | str = "cpu"):
     """A ``TrainedModels`` as is, or the bundle at a path (loaded once and cached)."""
     if isinstance(model, TrainedModels):
         return model
-    if not isinstance(model, str | Path):
+    if model is not None and not isinstance(model, str | Path):
         raise TypeError(
-            f"model must be a TrainedModels or a bundle path, not {type(model).__name__}"
+            f"model must be a TrainedModels, a bundle path or a shipped model's name, not "
+            f"{type(model).__name__}"
         )
     path = bundle_path(model).resolve()
     config = path / "config.json"
@@ -78,7 +85,7 @@ def _inference_config(config, seeds: int | None, threshold: float | None, min_co
 
 def segment(
     image: Any,
-    model: ModelLike,
+    model: ModelLike = None,
     *,
     device: str | torch.device | None = None,
     affine: Any = None,
@@ -96,8 +103,9 @@ def segment(
             of per-modality paths in the model's modality order (``model.config.modalities``),
             a mapping modality -> path, a numpy array or torch tensor (C, H, W, D) (or
             (H, W, D) for a one-modality model), or a CuPy / DLPack array (taken zero-copy).
-        model: a ``TrainedModels`` (``wsls.load``, ``wsls.training``) or a bundle path (loaded
-            once and cached).
+        model: a ``TrainedModels`` (``wsls.load``, ``wsls.train``), a bundle path (loaded once
+            and cached), or a shipped model's name (``wsls models``); default: the shipped
+            tumour model (whole tumour from FLAIR + T1c).
         device: where the networks run ("cpu", "cuda", "cuda:1"); default: the input tensor's
             device, else CPU. A ``TrainedModels`` passed in is moved there (in place).
         affine: (4, 4) voxel-to-world matrix of an array input (default: identity).

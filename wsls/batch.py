@@ -198,7 +198,7 @@ def segment_many(
     if on_error not in ("skip", "raise"):
         raise UserError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
     out = Path(out_dir)
-    bundles = [bundle_path(model)] if isinstance(model, str | Path) else []
+    bundles = [bundle_path(model)] if model is None or isinstance(model, str | Path) else []
     check_output(out, kind="folder", bundles=bundles, what="output folder")
     rank, world, local = placement()
     device = resolve_device(device, "auto" if world > 1 else "cpu", local)

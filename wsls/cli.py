@@ -1,4 +1,4 @@
-"""The ``wsls`` command: demo, train, segment, evaluate, bench.
+"""The ``wsls`` command: demo, train, segment, models, evaluate, bench.
 
 User mistakes (:class:`wsls.errors.UserError`: bad data, bundles, settings, usage) and
 ``OSError`` (missing files, a full disk) print one line to stderr and exit with status 1 (2 for
@@ -178,10 +178,22 @@ def _check_segment_outputs(args: argparse.Namespace, single: bool) -> None:
         check_output(output, inputs=inputs, bundles=[bundle])
 
 
+def _model_first(args: argparse.Namespace) -> None:
+    """The older form ``wsls segment MODEL INPUT... -o OUT``: a first input that is a bundle or
+    run folder (it holds config.json or bundle/config.json; a case folder never does) is the
+    model."""
+    first = Path(args.inputs[0])
+    if args.model is None and len(args.inputs) > 1:
+        if (first / "config.json").is_file() or (first / "bundle" / "config.json").is_file():
+            args.model, args.inputs = str(first), args.inputs[1:]
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from wsls.api import resolve_model, segment
     from wsls.batch import segment_many
     from wsls.runtime import placement, resolve_device
+
+    _model_first(args)
 
     _at_least(args, seeds=1)
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
@@ -294,6 +306,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- models
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from wsls import pretrained
+
+    names = args.names or pretrained.names()
+    if not names:
+        _err("no shipped models in this installation")
+        return 1
+    print("\n\n".join(pretrained.describe(name) for name in names))
+    return 0
+
+
 # ---------------------------------------------------------------- bench
 
 
@@ -333,8 +359,9 @@ _EXAMPLES = {
     "main": """examples:
   wsls demo --quick                       # the whole method on a phantom, ~3 minutes on a CPU
   wsls train data/brats --out run --baselines all
-  wsls segment run/bundle scan_flair.nii.gz scan_t1c.nii.gz -o lesion.nii.gz
-  wsls segment run/bundle data/new_cases/ -o masks/
+  wsls segment case_folder/ -o lesion.nii.gz      # the shipped tumour model (wsls models)
+  wsls segment scan_flair.nii.gz scan_t1c.nii.gz -o lesion.nii.gz --model run/bundle
+  wsls segment data/new_cases/ -o masks/ --model run/bundle
   wsls evaluate run/bundle data/test --train-data data/train
   wsls bench --only attention_cam
 """,
@@ -352,12 +379,18 @@ A CSV manifest has columns case_id, image_<modality> (or image: one 4D file or f
 by ';'), optional mask, brain_mask, and label (1/0: the image-level label).
 """,
     "segment": """examples:
-  wsls segment run/bundle flair.nii.gz t1c.nii.gz -o lesion.nii.gz  # one file per modality
-  wsls segment run/bundle case_folder/ -o lesion.nii.gz              # a BraTS-style case folder
-  wsls segment run/bundle data/ more/*.nii.gz -o masks/ --acam        # many cases into a folder
-  torchrun --nproc-per-node 4 -m wsls segment run/bundle data/ -o masks/   # sharded over GPUs
+  wsls segment case_folder/ -o lesion.nii.gz                  # shipped tumour model
+  wsls segment flair.nii.gz t1c.nii.gz -o lesion.nii.gz       # one file per modality
+  wsls segment data/ more/*.nii.gz -o masks/ --model run/bundle --acam   # many cases
+  torchrun --nproc-per-node 4 -m wsls segment data/ -o masks/ --model run/bundle  # over GPUs
 
+Without --model the shipped tumour model segments (wsls models lists the shipped ones).
 Masks are written on each input's own grid, orientation and affine (uint8, 1 = lesion).
+The older form `wsls segment MODEL INPUT... -o OUT` still works.
+""",
+    "models": """examples:
+  wsls models            # every shipped model with its card
+  wsls models tumour
 """,
     "evaluate": """examples:
   wsls evaluate run/bundle data/test --train-data data/train --out eval
@@ -433,13 +466,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = add("segment", "segment scans with a trained model")
-    p.add_argument("model", help="model bundle (or run folder)")
+    p = add("segment", "segment scans (with the shipped tumour model, or --model)")
     p.add_argument(
         "inputs",
         nargs="+",
         metavar="INPUT",
         help="image files (one case: one file per modality) or folders of cases",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a shipped model's name (wsls models) or a bundle / run folder (default: tumour)",
     )
     p.add_argument(
         "-o",
@@ -489,6 +526,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="training device with --folds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
+
+    p = add("models", "list the shipped models with their model cards")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these models")
+    p.set_defaults(func=cmd_models)
 
     p = add("bench", "run the op benchmarks (benchmarks/bench_*.py) and print their tables")
     p.add_argument("--only", nargs="+", metavar="NAME", help="e.g. attention_cam affinity_grow")

@@ -147,11 +147,24 @@ def load_models(
     )
 
 
-def bundle_path(path: str | Path) -> Path:
-    """The bundle folder for ``path``: the folder itself, or ``path/bundle`` for a run folder."""
+def bundle_path(path: str | Path | None) -> Path:
+    """The bundle folder for ``path``: the folder itself, ``path/bundle`` for a run folder, the
+    shipped model of that name (``wsls.pretrained``: "tumour"...), or for None the default
+    shipped model."""
+    from wsls import pretrained
+
+    if path is None:
+        return pretrained.bundle(pretrained.DEFAULT)
+    if (
+        isinstance(path, str)
+        and not Path(path).expanduser().exists()
+        and path in pretrained.names()
+    ):
+        return pretrained.bundle(path)
     path = Path(path).expanduser()
     if not path.exists():
-        raise BundleError(f"{path}: model bundle not found")
+        shipped = ", ".join(pretrained.names()) or "none"
+        raise BundleError(f"{path}: model bundle not found (shipped models: {shipped})")
     if not (path / "config.json").exists() and (path / "bundle" / "config.json").exists():
         return path / "bundle"
     return path

@@ -21,7 +21,7 @@ from wsls.method.postprocess import postprocess
 from wsls.method.quality import assess
 from wsls.method.regions import segment_regions
 from wsls.method.seeds import spread_seeds
-from wsls.method.segment import growth_region
+from wsls.method.segment import VolumeMaps, _segment, growth_region
 from wsls.metrics import dice
 
 
@@ -172,6 +172,17 @@ def test_quality_flags_unreliable_segmentations(scene):
         assert reason in text, text
     huge = assess(brain, brain, image, 0.99, lesion, config)
     assert "covers 100 % of the brain" in huge.summary() and "times the evidence" in huge.summary()
+
+
+def test_no_lesion_found_is_flagged(scene):
+    """Under min_lesion_probability the mask is empty, and the verdict says to check it (on a
+    scan with a lesion that is a miss)."""
+    image, brain, lesion, weak = (torch.from_numpy(a) for a in scene)
+    maps = VolumeMaps(weak, weak, 0.29, lesion.float())
+    result = _segment(None, image, brain, maps, WSLSConfig())
+    assert not result.mask.any() and result.regions is None
+    text = result.quality.summary()
+    assert text.startswith("check") and "empty mask" in text and "0.29" in text, text
 
 
 def test_config_round_trip():

@@ -147,10 +147,9 @@ def _segment(
 ) -> MethodResult:
     confident = select_confident(m.acam, b, m.posterior, config.confident, config.seed)
     if m.probability < config.min_lesion_probability:
-        empty = torch.zeros_like(b)
-        return MethodResult(
-            empty, m, confident, None, Quality(measures={"probability": m.probability})
-        )
+        empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
+        quality = assess(empty, b, x, m.probability, None, config.quality)
+        return MethodResult(empty, m, confident, None, quality)
     support = None
     if config.confident.rule != "paper":
         support = supported_lesion(m.acam, b, m.posterior, config.confident)

@@ -18,12 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
-NAMING = {
-    "flair": "FLAIR (files named *flair*, *t2f*, *t2flair*)",
-    "t1c": "post-contrast T1 (*t1ce*, *t1c*, *t1gd*, *t1post*)",
-    "t1": "T1 (*t1*, *t1n*, *t1w*)",
-    "t2": "T2 (*t2*, *t2w*)",
-}
+from wsls.io.modalities import naming_hint
+
 TERMS = (
     "BraTS 2015 and 2018 training data (Menze et al., IEEE TMI 2015; Bakas et al., Sci Data "
     "2017; Bakas et al., arXiv:1811.02629): for research; cite these works when you use the model"
@@ -66,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "title": args.title,
         "lesion": "whole tumour (BraTS labels > 0: oedema, necrosis, enhancing tumour)",
         "preset": method.get("preset", "tumour"),
-        "modalities": [NAMING.get(m, m) for m in method["modalities"]],
+        "modalities": naming_hint(method["modalities"]),
         "training_data": {
             "cases": len(training.get("cases", [])),
             "sources": ", ".join(

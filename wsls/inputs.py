@@ -112,8 +112,16 @@ def warn_misnamed(paths: Sequence[Path], slots: Sequence[str]) -> None:
 def _from_folder(folder: Path, expected: tuple[str, ...]):
     """A case folder (BraTS, MS... naming): its images in the model's order, and its brain mask."""
     from wsls.io.layouts import open_dataset
+    from wsls.io.modalities import naming_hint
 
-    dataset = open_dataset(folder, "auto", expected)
+    try:
+        dataset = open_dataset(folder, "auto", expected)
+    except DataError as err:
+        raise DataError(
+            err.source,
+            f"{err.problem}; the model needs one file per modality: {naming_hint(expected)} "
+            "(or pass the files themselves, in this order)",
+        ) from None
     if len(dataset) != 1:
         raise DataError(
             folder,

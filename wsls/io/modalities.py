@@ -32,6 +32,15 @@ def canonical_modality(name: str) -> str | None:
     return _ALIASES.get(name.strip().lower())
 
 
+def naming_hint(modalities: tuple[str, ...] | list[str]) -> str:
+    """How files of these modalities may be named: "flair (*flair*, *t2f*...), t1c (...)"."""
+    parts = []
+    for m in modalities:
+        aliases = [a for a, c in _ALIASES.items() if c == m and "-" not in a]
+        parts.append(f"{m} ({', '.join(f'*{a}*' for a in aliases)})" if aliases else m)
+    return ", ".join(parts)
+
+
 def normalise_modalities(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Canonical names for user-given modalities; unknown names are kept, lower-cased."""
     return tuple(canonical_modality(n) or n.strip().lower() for n in names)

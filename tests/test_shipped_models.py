@@ -1,0 +1,152 @@
+"""The shipped models (wsls/pretrained): `wsls segment scan -o mask` with no model argument.
+
+The default tumour model was trained on the shared BraTS 2015 cases (and the BraTS 2018
+development set), so segmenting a shared case here is a smoke test of loading, checksum
+verification and the whole inference path, not a measure of accuracy: its held-out figures are
+the cross-validation on its model card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from fnmatch import fnmatch
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tomllib
+
+import wsls
+from wsls import pretrained
+from wsls.bundle import BundleError
+from wsls.metrics import dice
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = ROOT.parent / "shared" / "data" / "brats2015" / "brats_2013_pat0003_1"
+
+
+def _truth(case: Path) -> np.ndarray:
+    (path,) = case.glob("*OT*.nii*")
+    return np.asarray(nib.load(path).dataobj) > 0
+
+
+def _wsls(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
+    return subprocess.run(
+        [sys.executable, "-m", "wsls", *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_the_default_model_ships_with_its_card():
+    assert pretrained.DEFAULT in pretrained.names()
+    card = pretrained.card(pretrained.DEFAULT)
+    for key in ("training_data", "data_terms", "modalities", "preset", "intended_use"):
+        assert card.get(key), key
+    assert "cross_validation" in card and "command" in card["cross_validation"]
+    assert "not diagnosis" in card["intended_use"]
+    total = sum(p.stat().st_size for p in pretrained.bundle(pretrained.DEFAULT).iterdir())
+    assert total < 20e6, f"the shipped bundle is {total / 1e6:.1f} MB"
+
+
+def test_the_wheel_takes_the_bundle_files():
+    """Every file of each shipped bundle matches the package-data patterns of pyproject.toml."""
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["wsls.pretrained"]
+    for name in pretrained.names():
+        for path in pretrained.bundle(name).iterdir():
+            relative = f"{name}/{path.name}"
+            assert any(fnmatch(relative, p) for p in patterns), relative
+
+
+def test_default_model_segments_a_shared_case_smoke():
+    """Smoke test on a case the default model was trained on: Dice is reported, not claimed."""
+    seg = wsls.segment(CASE)
+    truth = _truth(CASE)
+    assert seg.mask.shape == truth.shape
+    score = dice(seg.mask, truth)
+    print(f"default tumour model on {CASE.name} (a training case): Dice {score:.3f}")
+    assert score > 0.5  # a broken path (empty, whole brain, flipped axes) scores far lower
+
+
+def test_a_damaged_copy_of_the_default_model_is_refused(tmp_path):
+    copy = tmp_path / "tumour"
+    shutil.copytree(pretrained.bundle(pretrained.DEFAULT), copy)
+    weights = sorted(copy.glob("*.safetensors"))[0]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum|SHA-256|sha256"):
+        wsls.load(copy)
+
+
+def test_cli_segments_with_no_model_argument(tmp_path):
+    out = tmp_path / "mask.nii.gz"
+    proc = _wsls("segment", CASE, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    mask = np.asarray(nib.load(out).dataobj)
+    assert mask.shape == _truth(CASE).shape and mask.any()
+
+
+def test_cli_lists_the_models():
+    proc = _wsls("models")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{pretrained.DEFAULT}:")
+    for label in ("needs", "trained on", "data terms", "measured", "intended use"):
+        assert label in proc.stdout, label
+
+
+def test_cli_unknown_model_name_is_one_line():
+    proc = _wsls("segment", CASE, "-o", "never.nii.gz", "--model", "no_such_model")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "no_such_model" in proc.stderr and pretrained.DEFAULT in proc.stderr
+    assert not (ROOT / "never.nii.gz").exists()
+
+
+@pytest.mark.parametrize("names", [("a", "b"), ("FLAIR", "T1", "T2")])
+def test_cli_other_modality_names_say_which_files_it_needs(tmp_path, names):
+    """A case folder without the model's modalities (unnamed files, or MS naming without a
+    post-contrast T1): one line naming the files the model needs."""
+    case = tmp_path / "scan"
+    case.mkdir()
+    flair = sorted(CASE.glob("*Flair*.nii*"))[0]
+    for name in names:
+        (case / f"{name}.nii.gz").symlink_to(flair)
+    proc = _wsls("segment", case, "-o", tmp_path / "mask.nii.gz")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("wsls: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "the model needs one file per modality: flair (*flair*" in errors[0], errors[0]
+    assert "t1c (*t1c*, *t1ce*" in errors[0], errors[0]
+    assert not (tmp_path / "mask.nii.gz").exists()
+
+
+def test_older_command_form_takes_the_model_first():
+    from wsls import cli
+
+    bundle = pretrained.bundle(pretrained.DEFAULT)
+    parser = cli._parser()
+    args = parser.parse_args(["segment", str(bundle), str(CASE), "-o", "x.nii.gz"])
+    cli._model_first(args)
+    assert args.model == str(bundle) and args.inputs == [str(CASE)]
+    args = parser.parse_args(["segment", str(CASE), "-o", "x.nii.gz"])
+    cli._model_first(args)
+    assert args.model is None and args.inputs == [str(CASE)]
+
+
+def test_card_names_what_the_bundle_config_says():
+    document = json.loads((pretrained.bundle(pretrained.DEFAULT) / "config.json").read_text())
+    training = document["config"]["training"]
+    card = pretrained.card(pretrained.DEFAULT)
+    assert card["training_data"]["cases"] == len(training["cases"])
+    assert card["provenance"]["git_commit"] == training["git_commit"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,11 @@ def coarse_stage(cases, factor: int) -> Compute:
     """The classifier's view of case i (``wsls.method.coarse``)."""
 
     def compute(index: int):
-        c = coarse_case(cases[index], factor)
+        case = cases[index]
+        image, brain = _in_memory(case)
+        mask = None if case.mask is None else np.array(case.mask)
+        c = coarse_case(SimpleNamespace(id=case.id, image=image, brain=brain, mask=mask,
+                                        label=case.label), factor)  # fmt: skip
         arrays = {"image": c.image, "brain": c.brain}
         if c.mask is not None:
             arrays["mask"] = c.mask

@@ -66,7 +66,7 @@ class EmbeddingTask(Task):
     def _appearance_features(self, model: AppearanceEmbedding) -> list[Tensor]:
         """Per volume, the smoothed stack at its confident voxels only, (F, n): the fixed
         smoothing is computed once per volume, one volume at a time, and only the voxels the
-        steps can draw are kept (memory grows by kilobytes per case, not by volumes)."""
+        steps can draw are kept (a few hundred kB per case at most, not whole stacks)."""
         if self._scales is None:
             self._scales = []
             with torch.no_grad():

@@ -18,12 +18,13 @@ import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from wsls.data.disk_case import DiskCase
 from wsls.data.preprocess import CropBox, Prepared, PreprocessConfig, preprocess
 from wsls.io.atomic import atomic_folder, write_durable
 from wsls.io.case import Case, CaseRef
@@ -184,6 +185,24 @@ class VolumeCache:
         while len(self._memory) > self.max_in_memory:
             self._memory.popitem(last=False)
         return prepared
+
+    def lazy(self, item: CaseRef | Case | Prepared) -> DiskCase | Prepared:
+        """The prepared case with its arrays left in the on-disk cache (a :class:`DiskCase`:
+        metadata in memory, arrays memory-mapped on access), stored first if need be; without
+        an on-disk cache, or for a Case or Prepared, what :meth:`get` gives."""
+        if not isinstance(item, CaseRef) or self.cache_dir is None:
+            return self.get(item)
+        key = case_key(item, self.config)
+        prepared = self._read(key)
+        if prepared is None:
+            prepared = preprocess(item.load(), self.config)
+            self.hits["decoded"] += 1
+            self._write(key, prepared)
+        else:
+            self.hits["disk"] += 1
+        meta = replace(prepared, image=None, brain=None, mask=None)
+        folder = self.cache_dir / key
+        return DiskCase(prepared.id, folder, prepared.label, tuple(prepared.modalities), meta)
 
     def image_source(self, item: CaseRef | Case | Prepared) -> Any:
         """What a DataLoader worker needs for a case: a CachedImage on disk, else the array."""

@@ -27,7 +27,7 @@ class PatchBatches:
     def __init__(
         self,
         sampler: PatchSampler,
-        images: Sequence[np.ndarray],
+        images: Sequence[Any],
         batch_size: int,
         fill: float = 0.0,
         targets: Sequence[np.ndarray] | None = None,
@@ -44,7 +44,9 @@ class PatchBatches:
         return (len(self.sampler) // world_size) // self.batch_size
 
     def _cut(self, spec) -> tuple[np.ndarray, np.ndarray | None]:
-        patch = extract_patch(self.images[spec.source], spec.corner, self.size, self.fill)
+        image = self.images[spec.source]
+        image = image.array() if hasattr(image, "array") else image  # a DiskImage: mapped now
+        patch = extract_patch(image, spec.corner, self.size, self.fill)
         patch = augment(patch, spec, self.fill)
         target = None
         if self.targets is not None:

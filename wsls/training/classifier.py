@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from wsls.data.disk_case import image_source
 from wsls.data.patch_batches import PatchBatches
 from wsls.data.patches import PatchConfig, PatchSampler
 from wsls.data.preprocess import Prepared
@@ -45,7 +46,7 @@ class ClassifierTask(PatchBatchesTask):
     ) -> None:
         self.config = config
         sampler = PatchSampler(cases, config.patch, seed, negative_cases)
-        images = [c.image for c in list(cases) + list(negative_cases)]
+        images = [image_source(c) for c in list(cases) + list(negative_cases)]
         self.batches = PatchBatches(sampler, images, config.batch_size)
         self.report = sampler.format_report()
         self.val = None
@@ -58,7 +59,7 @@ class ClassifierTask(PatchBatchesTask):
                 }
             )
             val_sampler = PatchSampler(val_cases, val_patch, seed + 1_000_003)
-            val_batches = PatchBatches(val_sampler, [c.image for c in val_cases], 32)
+            val_batches = PatchBatches(val_sampler, [image_source(c) for c in val_cases], 32)
             self.val = list(val_batches.epoch(0))
 
     def config_dict(self) -> dict:

@@ -47,8 +47,8 @@ class EmbeddingTask(Task):
         config: EmbeddingTrainConfig,
         seed: int = 0,
     ) -> None:
-        self.cases = list(cases)
-        self.confident = list(confident)
+        self.cases = cases  # sequences, not lists: a lazy one reads each case when asked
+        self.confident = confident
         self.config = config
         self.seed = seed
         self.state = {"epoch": -1, "batches": 0}
@@ -64,11 +64,17 @@ class EmbeddingTask(Task):
         return build_embedding(self.config, self.in_channels)
 
     def _appearance_features(self, model: AppearanceEmbedding) -> list[Tensor]:
-        if self._scales is None:  # fixed smoothing: computed once per volume
+        """Per volume, the smoothed stack at its confident voxels only, (F, n): the fixed
+        smoothing is computed once per volume, one volume at a time, and only the voxels the
+        steps can draw are kept (a few hundred kB per case at most, not whole stacks)."""
+        if self._scales is None:
+            self._scales = []
             with torch.no_grad():
-                self._scales = [
-                    model.scales(torch.from_numpy(c.image)[None])[0] for c in self.cases
-                ]
+                for case, sel in zip(self.cases, self.confident, strict=True):
+                    stack = model.scales(torch.from_numpy(np.array(case.image))[None])[0]
+                    c = sel.coords
+                    self._scales.append(stack[:, c[:, 0], c[:, 1], c[:, 2]].clone())
+                    del stack
         return self._scales
 
     def train_batches(self, epoch: int, rank: int, world_size: int):
@@ -104,8 +110,7 @@ class EmbeddingTask(Task):
             feats = self._appearance_features(inner)
             xs = []
             for v, idx in batch["picks"]:
-                c = self.confident[v].coords[idx]
-                xs.append(feats[v][:, c[:, 0], c[:, 1], c[:, 2]])  # (F, n)
+                xs.append(feats[v][:, idx])  # (F, n): the stack at confident voxels idx
                 labels.append(torch.from_numpy(self.confident[v].labels[idx]))
                 groups.append(torch.full((len(idx),), v, dtype=torch.int64))
             x = torch.cat(xs, dim=1)  # one batch: batch norm sees every volume's voxels

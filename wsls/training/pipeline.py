@@ -12,17 +12,25 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from wsls.data.disk_case import DiskCase
 from wsls.data.preprocess import Prepared
 from wsls.io.atomic import atomic_write_text
-from wsls.method.coarse import coarse_case
-from wsls.method.confident import ConfidentConfig, ConfidentVoxels, precision, select_confident
 from wsls.method.config import StageSchedule, WSLSConfig
-from wsls.method.segment import VolumeMaps, segment_volume, volume_maps
+from wsls.method.segment import method_device
 from wsls.method.trained import TrainedModels
 from wsls.models import Classifier3D, ClassifierSpec
+from wsls.training.case_stages import (
+    case_source,
+    coarse_stage,
+    maps_stage,
+    mean_rule_stats,
+    self_training_stage,
+)
+from wsls.training.case_store import CaseStore, fingerprint
 from wsls.training.classifier import ClassifierTrainConfig, train_classifier
 from wsls.training.distributed import init_distributed, shutdown_distributed
 from wsls.training.embedding import train_embedding
+from wsls.training.per_case import StoredConfident, resolve_workers, run_per_case, stored_maps
 from wsls.training.segmenter import train_segmenter
 from wsls.training.task import FitConfig
 
@@ -70,6 +78,7 @@ def train_wsls(
     device: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    workers: int | None = None,
 ) -> TrainedModels:
     """Train wsls on prepared cases (weak labels only: patch labels; voxel masks are read only
     to label patches and, if present, to report the confident voxels' precision).
@@ -80,7 +89,15 @@ def train_wsls(
         baselines: any of "classifier_gap", "classifier_gmp", "ws_unet", "s_unet" (S-UNet needs
             voxel masks: it is the fully supervised reference).
         val_cases: held-out cases for the classifier's patch AUC (picks its best epoch).
-        resume: continue interrupted stages where they stopped; finished ones are reloaded.
+        resume: continue interrupted stages where they stopped; finished ones are reloaded,
+            and the per-case stages reuse every case whose outputs are whole on disk.
+        workers: threads for the per-case stages (None: one case at a time).
+
+    The per-case stages (the classifier's coarse views, the maps with the intensity model and
+    the confident voxels, each self-training round) run case by case and write each case's
+    outputs under ``out_dir/cases/<stage>/``; the later stages read them back from there, so
+    memory does not grow with the number of cases (cases given as ``DiskCase``, as
+    ``wsls.train`` gives them from its cache, keep their volumes on disk too).
     """
     config = config or WSLSConfig()
     # Under torchrun, one process group for every stage: each fit() reuses it (creating and
@@ -97,14 +114,15 @@ def train_wsls(
             device,
             progress,
             log if info.rank == 0 else (lambda _: None),
-            info.rank,
+            info,
+            workers,
         )
     finally:
         shutdown_distributed(info)
 
 
 def _train_stages(
-    cases, out_dir, config, baselines, val_cases, resume, device, progress, log, rank
+    cases, out_dir, config, baselines, val_cases, resume, device, progress, log, info, workers
 ) -> TrainedModels:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,36 +131,35 @@ def _train_stages(
         raise ValueError(
             f"train_wsls: unknown baselines {sorted(unknown)}; choose from {BASELINES}"
         )
+    per_case = _PerCase(cases, out / "cases", resume, progress, workers, info)
     log(f"[wsls] classifier ({config.head}) on {len(cases)} cases")
-    coarse = [coarse_case(c, config.classifier_scale) for c in cases]
-    coarse_val = [coarse_case(c, config.classifier_scale) for c in val_cases]
+    coarse = per_case.coarse(cases, "coarse", config.classifier_scale)
+    coarse_val = per_case.coarse(val_cases, "coarse_val", config.classifier_scale)
     classifier = _classifier(coarse, out, config, config.head, resume, device, progress, coarse_val)
-    maps: list[VolumeMaps] = [volume_maps(classifier, c.image, c.brain, config) for c in cases]
-    confident = [
-        _normal_only_if_healthy(
-            c, select_confident(m.acam, c.brain, m.posterior, config.confident, config.seed + i)
-        )
-        for i, (c, m) in enumerate(zip(cases, maps, strict=True))
-    ]
-    report = {"confident": _precision_report(cases, confident)}
-    if all(c.mask is not None for c in cases):  # how right each rule is (evaluation only)
-        report["rules"] = _compare_rules(cases, maps, config)
+    log("[wsls] maps, intensity model and confident voxels, case by case")
+    maps_key = fingerprint("maps", classifier, config.to_dict(), str(method_device(classifier)))
+    maps = per_case.run("maps", maps_key, maps_stage(cases, classifier, config))
+    metas = list(maps.metas())
+    report = {"confident": {c.id: m["precision"] for c, m in zip(cases, metas, strict=True)}}
+    if all("rules" in m for m in metas):  # how right each rule is (evaluation only)
+        report["rules"] = mean_rule_stats(metas)
     log(f"[wsls] representation model ({config.embedding.kind}) on confident voxels")
     embedding = _embedding(
-        cases, confident, out / "runs" / "embedding", config, resume, device, progress
+        cases, StoredConfident(maps), out / "runs" / "embedding", config, resume, device, progress
     )
     for round_ in range(config.self_training):
-        confident = [
-            _normal_only_if_healthy(
-                c, _self_training_voxels(classifier, embedding, c, m, config, i)
-            )
-            for i, (c, m) in enumerate(zip(cases, maps, strict=True))
-        ]
-        report[f"confident_round{round_ + 1}"] = _precision_report(cases, confident)
+        name = f"self_training{round_ + 1}"
+        key = fingerprint(name, classifier, embedding, maps_key)
+        log(f"[wsls] self-training round {round_ + 1}: confident voxels, case by case")
+        stage = self_training_stage(cases, classifier, embedding, maps, config)
+        store = per_case.run(name, key, stage)
+        report[f"confident_round{round_ + 1}"] = {
+            c.id: m["precision"] for c, m in zip(cases, store.metas(), strict=True)
+        }
         log(f"[wsls] self-training round {round_ + 1}")
         embedding = _embedding(
             cases,
-            confident,
+            StoredConfident(store),
             out / "runs" / f"embedding_round{round_ + 1}",
             config,
             resume,
@@ -155,18 +172,46 @@ def _train_stages(
         models.baselines[name] = _baseline(
             name, cases, coarse, maps, out, config, resume, device, progress
         )
-    if rank == 0:
+    if info.rank == 0:
         atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     return models
 
 
-def _normal_only_if_healthy(case, selection: ConfidentVoxels) -> ConfidentVoxels:
-    """A case labelled lesion-free (image label 0) can only give normal voxels: its map's
-    brightest spot is not a lesion."""
-    if case.label is not None and case.label == 0:
-        keep = selection.labels == 0
-        return ConfidentVoxels(selection.coords[keep], selection.labels[keep])
-    return selection
+class _PerCase:
+    """Runs the per-case stages of one training into ``<run>/cases/<stage>/``."""
+
+    def __init__(self, cases, root: Path, resume, progress, workers, info) -> None:
+        self.root, self.resume, self.progress = root, resume, progress
+        self.workers, self.info = resolve_workers(workers), info
+        self.ids = [c.id for c in cases]
+        self.sources = [case_source(c) for c in cases]
+
+    def run(self, stage: str, key: str, compute, ids=None, sources=None) -> CaseStore:
+        store = CaseStore(self.root / stage, key, ids or self.ids, sources or self.sources)
+        run_per_case(
+            store,
+            compute,
+            what=stage.replace("_", " "),
+            resume=self.resume,
+            progress=self.progress,
+            workers=self.workers,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+        )
+        if self.info.distributed:  # every rank reads the cases the others computed
+            import torch.distributed as dist
+
+            dist.barrier()
+        return store
+
+    def coarse(self, cases, stage: str, factor: int) -> list:
+        """The classifier's views of ``cases``, stored (the cases themselves at factor 1)."""
+        if factor == 1 or not cases:
+            return list(cases)
+        ids, sources = [c.id for c in cases], [case_source(c) for c in cases]
+        compute = coarse_stage(cases, factor)
+        store = self.run(stage, fingerprint("coarse", factor), compute, ids, sources)
+        return [DiskCase(c.id, store.folder(i), c.label) for i, c in enumerate(cases)]
 
 
 def _embedding(cases, confident, run_dir, config, resume, device, progress) -> nn.Module:
@@ -175,35 +220,15 @@ def _embedding(cases, confident, run_dir, config, resume, device, progress) -> n
     return train_embedding(cases, confident, run_dir, emb_config, fit_config, resume=resume).model
 
 
-def _self_training_voxels(classifier, embedding, case, maps, config, index) -> ConfidentVoxels:
-    """Confident voxels from the method's own segmentation: lesion well inside it (and
-    intensity-consistent), normal outside a margin around it."""
-    from scipy import ndimage as ndi
-
-    mask = segment_volume(classifier, embedding, case.image, case.brain, config, maps).mask
-    inner = ndi.binary_erosion(mask, iterations=1) & (maps.posterior >= 0.5)
-    outer = ~ndi.binary_dilation(mask, iterations=2) & case.brain
-    pseudo = np.where(inner, 1.0, np.where(outer, 0.0, 0.5)).astype(np.float32)  # map and posterior
-    rule = replace(
-        config.confident,
-        rule="refined",
-        lesion_map=0.99,
-        normal_map=0.01,
-        lesion_posterior=0.99,
-        normal_posterior=0.01,
-    )
-    return select_confident(pseudo, case.brain, pseudo, rule, config.seed + index)
-
-
 def _baseline(name, cases, coarse, maps, out, config, resume, device, progress) -> nn.Module:
     """CAM(GAP)/CAM(GMP) classifiers on the coarse view; the U-Nets on the prepared grid."""
     if name.startswith("classifier_"):
         return _classifier(coarse, out, config, name.split("_")[1], resume, device, progress)
     if name == "ws_unet":  # pseudo-labels: ACAM above its Otsu threshold inside the brain
-        targets = [
-            (m.acam >= otsu_threshold(m.acam[c.brain])) & c.brain
-            for c, m in zip(cases, maps, strict=True)
-        ]
+        targets = []  # in memory: the baselines are not scaled (one bool volume per case)
+        for i, c in enumerate(cases):
+            acam, brain = np.asarray(stored_maps(maps, i).acam), np.asarray(c.brain)
+            targets.append((acam >= otsu_threshold(acam[brain])) & brain)
     else:
         if any(c.mask is None for c in cases):
             raise ValueError(
@@ -222,22 +247,6 @@ def _baseline(name, cases, coarse, maps, out, config, resume, device, progress) 
     ).model
 
 
-def _compare_rules(cases, maps, config) -> dict:
-    """Mean precision of the paper's and the refined confident voxels against the masks."""
-    rules = {
-        "paper": ConfidentConfig.paper(config.confident.budget),
-        "refined": replace(config.confident, rule="refined"),
-    }
-    out = {}
-    for name, rule in rules.items():
-        stats = [
-            precision(select_confident(m.acam, c.brain, m.posterior, rule, config.seed), c.mask)
-            for c, m in zip(cases, maps, strict=True)
-        ]
-        out[name] = {key: _mean_defined([s[key] for s in stats]) for key in stats[0]}
-    return out
-
-
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """The threshold that maximises the between-class variance of values (Otsu)."""
     if values.size == 0 or values.max() <= values.min():
@@ -250,16 +259,3 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
     between = w0 * w1 * (m0 - m1) ** 2
     return float(edges[int(np.argmax(between[:-1])) + 1])
-
-
-def _mean_defined(values) -> float:
-    """Mean of the values that are not NaN (a lesion-free case has no lesion precision)."""
-    values = [v for v in values if not np.isnan(v)]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def _precision_report(cases, confident) -> dict:
-    return {
-        c.id: precision(s, c.mask) if c.mask is not None else {"lesion_voxels": s.counts()[0]}
-        for c, s in zip(cases, confident, strict=True)
-    }

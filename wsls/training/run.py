@@ -15,11 +15,12 @@ from wsls.io.outputs import OutputError, check_output, same_file
 
 
 def prepare_cases(items: Sequence[Any], cache, progress: bool = True, what: str = "preparing"):
-    """Prepared cases for CaseRef / Case / Prepared items, through a VolumeCache."""
+    """Prepared cases for CaseRef / Case / Prepared items, through a VolumeCache: with an
+    on-disk cache, ``DiskCase`` objects (metadata in memory, volumes memory-mapped on use)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(items, desc=what, unit="case", disable=not progress, leave=False)
-    return [cache.get(item) for item in bar]
+    return [cache.lazy(item) for item in bar]
 
 
 def _check_cases(cases, modalities: Sequence[str]) -> None:
@@ -51,6 +52,7 @@ def train(
     progress: bool = True,
     cache: bool = True,
     log: Callable[[str], None] = print,
+    workers: int | None = None,
 ) -> Path:
     """Train wsls on datasets and write a model bundle.
 
@@ -70,7 +72,10 @@ def train(
         resume: continue an interrupted run.
         device: training device (default: CUDA when available). Under ``torchrun`` each rank
             trains on its GPU; rank 0 writes the bundle.
-        cache: keep prepared volumes under ``out_dir/cache`` (fast reruns and resumes).
+        cache: keep prepared volumes under ``out_dir/cache`` (fast reruns and resumes; the
+            stages then read them memory-mapped, so memory does not grow with the cases).
+        workers: threads for the per-case stages (maps, intensity model, confident voxels,
+            self-training); None: one case at a time.
     Returns:
         The bundle folder (``out_dir/bundle``).
     Raises:
@@ -117,6 +122,7 @@ def train(
         device=device,
         progress=progress,
         log=log,
+        workers=workers,
     )
     bundle = out / "bundle"
     if rank == 0:

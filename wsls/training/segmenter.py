@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from wsls.data.disk_case import image_source
 from wsls.data.patch_batches import PatchBatches
 from wsls.data.patches import PatchSampler
 from wsls.data.preprocess import Prepared
@@ -53,7 +54,7 @@ class SegmenterTask(PatchBatchesTask):
         except ValueError:  # no target-free patch position: train on target patches only
             sampler = PatchSampler(wrapped, replace(config.patch, positive_fraction=1.0), seed)
         self.batches = PatchBatches(
-            sampler, [c.image for c in cases], config.batch_size, targets=list(targets)
+            sampler, [image_source(c) for c in cases], config.batch_size, targets=list(targets)
         )
         self.in_channels = cases[0].image.shape[0]
 

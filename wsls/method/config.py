@@ -193,12 +193,15 @@ EMBEDDINGS = ("appearance", "unet")
 @dataclass
 class EmbeddingTrainConfig:
     """kind: "appearance" or "unet"; dim: K; voxels_per_volume: confident voxels drawn per
-    volume and step (half lesion, half normal where available); steps_per_epoch; crop: edge
+    volume and step (half lesion, half normal where available); volumes_per_step: at most this
+    many volumes per step (drawn anew each step when there are more, so a step's memory does
+    not grow with the data set; up to it, every volume); steps_per_epoch; crop: edge
     of the U-Net's training crops; reduction: of the pairwise loss."""
 
     kind: str = "appearance"
     dim: int = 16
     voxels_per_volume: int = 1024
+    volumes_per_step: int = 32
     steps_per_epoch: int = 50
     crop: int = 48
     reduction: str = "balanced"
@@ -210,6 +213,7 @@ class EmbeddingTrainConfig:
         "kind": Rule("str", choices=EMBEDDINGS),
         "dim": Rule("int", 1, 256),
         "voxels_per_volume": Rule("int", 2, 100_000),
+        "volumes_per_step": Rule("int", 1, 100_000),
         "steps_per_epoch": COUNT,
         "crop": Rule("int", 8, 256),
         "reduction": Rule("str", choices=("mean", "balanced", "sum")),

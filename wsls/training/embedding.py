@@ -82,10 +82,13 @@ class EmbeddingTask(Task):
         per_rank = self.config.steps_per_epoch // world_size
         for step in range(start, per_rank):
             rng = np.random.default_rng([self.seed, epoch, rank * per_rank + step])
-            picks = []
-            for v, sel in enumerate(self.confident):
-                if len(sel.labels):
-                    picks.append((v, _draw(rng, sel, self.config.voxels_per_volume)))
+            volumes = [v for v, sel in enumerate(self.confident) if len(sel.labels)]
+            if len(volumes) > self.config.volumes_per_step:  # else every volume, rng untouched
+                volumes = sorted(rng.choice(volumes, self.config.volumes_per_step, replace=False))
+            picks = [
+                (int(v), _draw(rng, self.confident[v], self.config.voxels_per_volume))
+                for v in volumes
+            ]
             corner = None
             if self.config.kind == "unet":  # one volume per step, a crop around a confident voxel
                 v, idx = picks[int(rng.integers(len(picks)))]

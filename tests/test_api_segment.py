@@ -181,7 +181,7 @@ def test_bad_models_are_clear(api_run, tmp_path):
     _, files = _case_files(api_run)
     with pytest.raises(BundleError, match="not found"):
         wsls.segment(files, tmp_path / "no_bundle")
-    with pytest.raises(TypeError, match="TrainedModels or a bundle path"):
+    with pytest.raises(TypeError, match="a TrainedModels, a bundle path or a shipped model"):
         wsls.segment(files, 42)
     with pytest.raises(ValueError, match="no CUDA device"):
         if torch.cuda.is_available():

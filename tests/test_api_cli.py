@@ -61,6 +61,8 @@ def test_user_mistakes_are_one_line(capsys, tmp_path, api_run):
                              "--config", str(bad)], "not valid JSON")  # fmt: skip
     _one_line_error(capsys, ["train", str(api_run.parent / "data"), "--out", str(tmp_path / "r"),
                              "--baselines", "cam"], "unknown baseline 'cam'")  # fmt: skip
+    _one_line_error(capsys, ["train", str(api_run.parent / "data"), "--out", str(tmp_path / "r"),
+                             "--workers", "0"], "--workers must be >= 1")  # fmt: skip
     out = str(tmp_path / "m.nii.gz")
     _one_line_error(capsys, ["segment", flair, "-o", out, "--model", str(tmp_path / "nob")],
                     "model bundle not found")  # fmt: skip

@@ -117,7 +117,7 @@ def _at_least(args: argparse.Namespace, **minimums: int) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from wsls.training.run import train
 
-    _at_least(args, epochs=1, patches=1)
+    _at_least(args, epochs=1, patches=1, workers=1)
     config = _config(args)
     bundle = train(
         args.data,
@@ -130,6 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         cache=not args.no_cache,
+        workers=args.workers,
     )
     from wsls.runtime import placement
 
@@ -449,6 +450,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the lesion type's settings (default: tumour; saved in the bundle)",
     )
     p.add_argument("--modalities", nargs="+", help="channels in order (default: the preset's)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="cases computed at once in the per-case stages (threads; default 1)",
+    )
     p.add_argument("--epochs", type=int, help="classifier epochs")
     p.add_argument("--patches", type=int, help="classifier patches per epoch")
     p.add_argument("--config", help="JSON file with WSLSConfig settings (or a bundle's config)")

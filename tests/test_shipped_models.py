@@ -27,11 +27,15 @@ from wsls.bundle import BundleError
 from wsls.metrics import dice
 
 ROOT = Path(__file__).resolve().parents[1]
-CASE = ROOT.parent / "shared" / "data" / "brats2015" / "brats_2013_pat0003_1"
 
 
-def _truth(case: Path) -> np.ndarray:
-    (path,) = case.glob("*OT*.nii*")
+@pytest.fixture(scope="module")
+def case(data_shared) -> Path:
+    return data_shared / "brats2015" / "brats_2013_pat0003_1"
+
+
+def _truth(folder: Path) -> np.ndarray:
+    (path,) = folder.glob("*OT*.nii*")
     return np.asarray(nib.load(path).dataobj) > 0
 
 
@@ -69,13 +73,13 @@ def test_the_wheel_takes_the_bundle_files():
             assert any(fnmatch(relative, p) for p in patterns), relative
 
 
-def test_default_model_segments_a_shared_case_smoke():
+def test_default_model_segments_a_shared_case_smoke(case):
     """Smoke test on a case the default model was trained on: Dice is reported, not claimed."""
-    seg = wsls.segment(CASE)
-    truth = _truth(CASE)
+    seg = wsls.segment(case)
+    truth = _truth(case)
     assert seg.mask.shape == truth.shape
     score = dice(seg.mask, truth)
-    print(f"default tumour model on {CASE.name} (a training case): Dice {score:.3f}")
+    print(f"default tumour model on {case.name} (a training case): Dice {score:.3f}")
     assert score > 0.5  # a broken path (empty, whole brain, flipped axes) scores far lower
 
 
@@ -90,12 +94,12 @@ def test_a_damaged_copy_of_the_default_model_is_refused(tmp_path):
         wsls.load(copy)
 
 
-def test_cli_segments_with_no_model_argument(tmp_path):
+def test_cli_segments_with_no_model_argument(tmp_path, case):
     out = tmp_path / "mask.nii.gz"
-    proc = _wsls("segment", CASE, "-o", out)
+    proc = _wsls("segment", case, "-o", out)
     assert proc.returncode == 0, proc.stderr
     mask = np.asarray(nib.load(out).dataobj)
-    assert mask.shape == _truth(CASE).shape and mask.any()
+    assert mask.shape == _truth(case).shape and mask.any()
 
 
 def test_cli_lists_the_models():
@@ -106,23 +110,23 @@ def test_cli_lists_the_models():
         assert label in proc.stdout, label
 
 
-def test_cli_unknown_model_name_is_one_line():
-    proc = _wsls("segment", CASE, "-o", "never.nii.gz", "--model", "no_such_model")
+def test_cli_unknown_model_name_is_one_line(case):
+    proc = _wsls("segment", case, "-o", "never.nii.gz", "--model", "no_such_model")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "no_such_model" in proc.stderr and pretrained.DEFAULT in proc.stderr
     assert not (ROOT / "never.nii.gz").exists()
 
 
 @pytest.mark.parametrize("names", [("a", "b"), ("FLAIR", "T1", "T2")])
-def test_cli_other_modality_names_say_which_files_it_needs(tmp_path, names):
+def test_cli_other_modality_names_say_which_files_it_needs(tmp_path, names, case):
     """A case folder without the model's modalities (unnamed files, or MS naming without a
     post-contrast T1): one line naming the files the model needs."""
-    case = tmp_path / "scan"
-    case.mkdir()
-    flair = sorted(CASE.glob("*Flair*.nii*"))[0]
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    flair = sorted(case.glob("*Flair*.nii*"))[0]
     for name in names:
-        (case / f"{name}.nii.gz").symlink_to(flair)
-    proc = _wsls("segment", case, "-o", tmp_path / "mask.nii.gz")
+        (scan / f"{name}.nii.gz").symlink_to(flair)
+    proc = _wsls("segment", scan, "-o", tmp_path / "mask.nii.gz")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("wsls: error:")]
     assert len(errors) == 1, proc.stderr
@@ -131,17 +135,17 @@ def test_cli_other_modality_names_say_which_files_it_needs(tmp_path, names):
     assert not (tmp_path / "mask.nii.gz").exists()
 
 
-def test_older_command_form_takes_the_model_first():
+def test_older_command_form_takes_the_model_first(case):
     from wsls import cli
 
     bundle = pretrained.bundle(pretrained.DEFAULT)
     parser = cli._parser()
-    args = parser.parse_args(["segment", str(bundle), str(CASE), "-o", "x.nii.gz"])
+    args = parser.parse_args(["segment", str(bundle), str(case), "-o", "x.nii.gz"])
     cli._model_first(args)
-    assert args.model == str(bundle) and args.inputs == [str(CASE)]
-    args = parser.parse_args(["segment", str(CASE), "-o", "x.nii.gz"])
+    assert args.model == str(bundle) and args.inputs == [str(case)]
+    args = parser.parse_args(["segment", str(case), "-o", "x.nii.gz"])
     cli._model_first(args)
-    assert args.model is None and args.inputs == [str(CASE)]
+    assert args.model is None and args.inputs == [str(case)]
 
 
 def test_card_names_what_the_bundle_config_says():

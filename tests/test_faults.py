@@ -669,7 +669,7 @@ def test_a_bundle_spec_that_would_need_terabytes_is_refused(fault_env, tmp_path,
 def test_non_finite_weights_are_refused(fault_env, tmp_path):
     from safetensors.torch import load, save
 
-    from wsls.bundle import _sha256
+    from wsls.io.checked_files import sha256_file
 
     bundle = _copy_bundle(fault_env, tmp_path)
     path = bundle / "embedding.safetensors"
@@ -679,7 +679,7 @@ def test_non_finite_weights_are_refused(fault_env, tmp_path):
     tensors[key].view(-1)[0] = float("nan")
     path.write_bytes(save(tensors))
     doc = json.loads((bundle / "config.json").read_text())
-    doc["weights"]["embedding"]["sha256"] = _sha256(path)  # a NaN written by training
+    doc["weights"]["embedding"]["sha256"] = sha256_file(path)  # a NaN written by training
     (bundle / "config.json").write_text(json.dumps(doc))
     _refused(bundle, "model 'embedding'", "non-finite weights", key)
 

@@ -26,6 +26,7 @@ import torch
 import wsls
 from wsls.errors import BundleError
 from wsls.io.atomic import atomic_folder, write_durable
+from wsls.io.checked_files import sha256_file
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "load_bundle", "save_bundle"]
 
@@ -68,14 +69,6 @@ def _json_text(value: Any, what: str) -> str:
         return json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:
         raise BundleError(f"the bundle {what} is not plain JSON: {exc}") from None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _is_bundle(path: Path) -> bool:
@@ -136,7 +129,7 @@ def save_bundle(
             file = f"{name}.safetensors"
             meta = {"format": "pt", "wsls_model": name, "wsls_version": wsls.__version__}
             write_durable(tmp / file, save(tensors, metadata=meta))
-            weights[name] = {"file": file, "sha256": _sha256(tmp / file)}
+            weights[name] = {"file": file, "sha256": sha256_file(tmp / file)}
         doc = {
             "format": BUNDLE_FORMAT,
             "wsls_version": wsls.__version__,

@@ -12,7 +12,6 @@ damaged since) is rebuilt from the images, with one message.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from wsls.data.disk_case import DiskCase
 from wsls.data.preprocess import CropBox, Prepared, PreprocessConfig, preprocess
 from wsls.io.atomic import atomic_folder, write_durable
 from wsls.io.case import Case, CaseRef
+from wsls.io.checked_files import damage, npy_bytes, records
 from wsls.io.nifti import Geometry, image_grid
 
 _FORMAT_VERSION = 2  # 2: sizes and checksums of the arrays in meta.json
@@ -36,20 +36,6 @@ _HEADROOM = 8 << 20  # keep this much free beyond the entries
 
 class CacheSpaceError(OSError):
     """Not enough free disk space for the prepared-volume cache (one line)."""
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _free_bytes(folder: Path) -> int:
@@ -174,6 +160,14 @@ class VolumeCache:
             self._memory.move_to_end(key)
             self.hits["memory"] += 1
             return self._memory[key]
+        prepared = self._stored(key, item)
+        self._memory[key] = prepared
+        while len(self._memory) > self.max_in_memory:
+            self._memory.popitem(last=False)
+        return prepared
+
+    def _stored(self, key: str, item: CaseRef) -> Prepared:
+        """The on-disk entry (or, without one, the images decoded, prepared and stored)."""
         prepared = self._read(key)
         if prepared is None:
             prepared = preprocess(item.load(), self.config)
@@ -181,9 +175,6 @@ class VolumeCache:
             self._write(key, prepared)
         else:
             self.hits["disk"] += 1
-        self._memory[key] = prepared
-        while len(self._memory) > self.max_in_memory:
-            self._memory.popitem(last=False)
         return prepared
 
     def lazy(self, item: CaseRef | Case | Prepared) -> DiskCase | Prepared:
@@ -193,13 +184,7 @@ class VolumeCache:
         if not isinstance(item, CaseRef) or self.cache_dir is None:
             return self.get(item)
         key = case_key(item, self.config)
-        prepared = self._read(key)
-        if prepared is None:
-            prepared = preprocess(item.load(), self.config)
-            self.hits["decoded"] += 1
-            self._write(key, prepared)
-        else:
-            self.hits["disk"] += 1
+        prepared = self._stored(key, item)
         meta = replace(prepared, image=None, brain=None, mask=None)
         folder = self.cache_dir / key
         return DiskCase(prepared.id, folder, prepared.label, tuple(prepared.modalities), meta)
@@ -262,7 +247,7 @@ class VolumeCache:
         if folder.exists():
             return
         blobs = {
-            name: _npy_bytes(array)
+            name: npy_bytes(array)
             for name, array in (("image", p.image), ("brain", p.brain), ("mask", p.mask))
             if array is not None
         }
@@ -292,10 +277,7 @@ class VolumeCache:
                 "ornt": np.asarray(g.ornt).tolist(),
             },
         }
-        meta["files"] = {
-            f"{name}.npy": {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
-            for name, blob in blobs.items()
-        }
+        meta["files"] = records({f"{name}.npy": blob for name, blob in blobs.items()})
         # built aside, renamed into place (a reader sees a whole entry or none); an entry
         # another process stored first is kept
         with atomic_folder(folder, replace=False) as tmp:
@@ -310,13 +292,4 @@ def _damage(folder: Path, meta: dict[str, Any]) -> str | None:
     for name in ("image.npy", "brain.npy"):
         if name not in files:
             return f"no record of {name}"
-    for name, record in files.items():
-        path = folder / name
-        size = path.stat().st_size if path.exists() else None
-        if size != record["bytes"]:
-            found = "missing" if size is None else f"{size} bytes"
-            return f"{name}: {found}, {record['bytes']} written"
-    for name, record in files.items():
-        if _sha256_file(folder / name) != record["sha256"]:
-            return f"{name}: checksum mismatch"
-    return None
+    return damage(folder, files)

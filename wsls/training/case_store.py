@@ -9,7 +9,6 @@ fingerprint, each file's size and SHA-256, and the stage's small per-case result
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -20,6 +19,7 @@ import numpy as np
 
 from wsls.data.disk_case import read_array
 from wsls.io.atomic import atomic_folder, write_durable
+from wsls.io.checked_files import damage, npy_bytes, records
 
 
 def fingerprint(*parts: Any) -> str:
@@ -33,12 +33,6 @@ def fingerprint(*parts: Any) -> str:
         else:
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
     return h.hexdigest()[:24]
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
 
 
 class CaseStore:
@@ -67,12 +61,12 @@ class CaseStore:
 
     def save(self, index: int, arrays: Mapping[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Write case ``index``'s outputs (replacing any older folder), whole or not at all."""
-        blobs = {f"{name}.npy": _npy(a) for name, a in arrays.items()}
+        blobs = {f"{name}.npy": npy_bytes(a) for name, a in arrays.items()}
         record = {
             "key": self.key,
             "case": self.ids[index],
             "source": self.sources[index],
-            "files": {n: [len(b), hashlib.sha256(b).hexdigest()] for n, b in blobs.items()},
+            "files": records(blobs),
             "meta": meta,
         }
         with atomic_folder(self.folder(index)) as tmp:
@@ -95,15 +89,9 @@ class CaseStore:
             mine = (self.key, self.ids[index], self.sources[index])
             if (record.get("key"), record.get("case"), record.get("source")) != mine:
                 return False
-            for name, (size, digest) in record["files"].items():
-                path = folder / name
-                if path.stat().st_size != size:
-                    return False
-                if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-                    return False
+            return damage(folder, record["files"]) is None
         except (OSError, ValueError, KeyError, TypeError):
             return False
-        return True
 
     def metas(self) -> Iterator[dict[str, Any]]:
         for i in range(len(self)):

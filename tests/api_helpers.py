@@ -30,14 +30,17 @@ TINY_CONFIG = {
 }
 
 
-def run_cli(
-    *args: str, timeout: float = 600, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
-    """``python -m wsls ARGS`` with this checkout first on the path; output captured."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``wsls`` subprocess: this checkout first on the path, OpenMP
+    threads that wait passively, and ``extra``."""
+    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE", **extra)
+
+
+def run_cli(*args, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m wsls ARGS`` (each str()-ed) with :func:`cli_env`; output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "wsls", *args],
-        env=env,
+        [sys.executable, "-m", "wsls", *map(str, args)],
+        env=cli_env(),
         cwd=cwd or ROOT,
         capture_output=True,
         text=True,

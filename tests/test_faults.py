@@ -28,6 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from api_helpers import cli_env, run_cli
 
 import wsls
 from wsls.cli import main
@@ -165,19 +166,8 @@ def _inputs(fault_env, folder: Path, names=("flair.nii.gz", "t1c.nii.gz")) -> li
     return out
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
-
-
-def _wsls(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wsls", *map(str, args)],
-        env=_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def _wsls(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    return run_cli(*args, timeout=timeout)
 
 
 def _one_error_line(stderr: str, *expected: str) -> str:
@@ -262,7 +252,7 @@ def _interrupt(args, delay: float, timeout: float = 300) -> subprocess.Completed
     """Run ``wsls ARGS`` and send SIGINT to its process group (like Ctrl-C) after ``delay``."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "wsls", *map(str, args)],
-        env=_env(),
+        env=cli_env(),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -358,7 +348,7 @@ def _in_namespace(script: str, timeout: float = 300) -> subprocess.CompletedProc
     """Run a shell script in a fresh user + mount namespace (mounts vanish with it)."""
     return subprocess.run(
         ["unshare", "-rm", "sh", "-c", script],
-        env=_env(),
+        env=cli_env(),
         cwd=ROOT,
         capture_output=True,
         text=True,

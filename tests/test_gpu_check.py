@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,13 +18,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_check  # noqa: E402
-
-
-def _env(**extra) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
-    env.update(extra)
-    return env
-
+from api_helpers import cli_env  # noqa: E402
 
 # --- no GPU: one line, exit 1 ---------------------------------------------------------------
 
@@ -37,7 +30,7 @@ def test_no_gpu_fails_fast_with_one_line(tmp_path):
     proc = subprocess.run(
         ["bash", "tools/gpu_check.sh"],
         cwd=ROOT,
-        env=_env(PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="", OUT=str(out)),
+        env=cli_env(PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="", OUT=str(out)),
         capture_output=True,
         text=True,
         timeout=120,
@@ -56,7 +49,7 @@ def test_unusable_python_fails_with_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "tools/gpu_check.py", "--python", str(tmp_path / "no-python")],
         cwd=ROOT,
-        env=_env(OUT=str(tmp_path / "out")),
+        env=cli_env(OUT=str(tmp_path / "out")),
         capture_output=True,
         text=True,
         timeout=60,
@@ -69,7 +62,7 @@ def test_plan_lists_every_step():
     proc = subprocess.run(
         [sys.executable, "tools/gpu_check.py", "--plan"],
         cwd=ROOT,
-        env=_env(),
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -337,7 +330,7 @@ def _bench(script: str, *args: str, timeout: float = 300) -> str:
     proc = subprocess.run(
         [sys.executable, f"benchmarks/{script}", "--device", "cpu", "--quick", *args],
         cwd=ROOT,
-        env=_env(),
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -16,6 +16,9 @@ import pytest
 import torch
 
 from tests.helpers import DEVICES, HAS_CUDA, skip_without_cuda
+from tests.test_op_attention_cam import make_inputs as cam_inputs
+from tests.test_op_pairwise_loss import loss_and_grad
+from tests.test_op_pairwise_loss import make_inputs as loss_inputs
 from wsls.ops import attention_cam, pairwise_affinity_loss, reference
 
 LOW = [torch.float16, torch.bfloat16]
@@ -44,39 +47,11 @@ def torch_in_dtype(monkeypatch):
     monkeypatch.setattr(reference, "_compute_dtype", lambda t: t.dtype)
 
 
-def cam_inputs(shape, dtype, device, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    K = shape[1]
-    tensors = [
-        torch.randn(shape, generator=g, dtype=torch.float64),
-        torch.randn(K, generator=g, dtype=torch.float64) / K**0.5,
-        torch.randn(1, generator=g, dtype=torch.float64),
-        torch.randn(3, K, generator=g, dtype=torch.float64),
-    ]
-    return [t.to(device=device, dtype=dtype) for t in tensors]
-
-
 def cam_values_and_grads(fn, inputs, weight):
     inputs = [t.detach().clone().requires_grad_() for t in inputs]
     out = fn(*inputs)
     grads = torch.autograd.grad((out.logits.float() * weight).sum(), inputs)
     return [t.detach() for t in out], list(grads)
-
-
-def loss_inputs(n, k, dtype, device, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    emb = (torch.randn(n, k, generator=g, dtype=torch.float64) * 0.6).to(device, dtype)
-    labels = torch.randint(0, 2, (n,), generator=g)
-    labels[torch.rand(n, generator=g) < 0.2] = -1
-    groups = torch.randint(0, 3, (n,), generator=g)
-    return emb, labels.to(device), groups.to(device)
-
-
-def loss_and_grad(fn, emb, labels, groups):
-    x = emb.detach().clone().requires_grad_()
-    loss = fn(x, labels, groups, "balanced", 1e-6)
-    (grad,) = torch.autograd.grad(loss, x)
-    return loss.detach(), grad
 
 
 CAM_OUTPUTS = ("logits", "cam", "acam", "scores_h", "scores_w", "scores_d")
@@ -107,10 +82,12 @@ def test_attention_cam_error_within_twice_torch(device, dtype, shape, torch_in_d
 @pytest.mark.parametrize("n, k", [(300, 8), (700, 16)])
 def test_pairwise_loss_error_within_twice_torch(device, dtype, n, k, torch_in_dtype):
     skip_without_cuda(device)
-    emb, labels, groups = loss_inputs(n, k, dtype, device)
-    ref64 = loss_and_grad(reference.pairwise_affinity_loss, emb.double(), labels, groups)
-    torch_lp = loss_and_grad(reference.pairwise_affinity_loss, emb, labels, groups)
-    ours = loss_and_grad(pairwise_affinity_loss, emb, labels, groups)
+    emb, labels, groups = loss_inputs(n, k, "groups", dtype, device)
+    ref64 = loss_and_grad(
+        reference.pairwise_affinity_loss, emb.double(), labels, groups, "balanced"
+    )
+    torch_lp = loss_and_grad(reference.pairwise_affinity_loss, emb, labels, groups, "balanced")
+    ours = loss_and_grad(pairwise_affinity_loss, emb, labels, groups, "balanced")
     for i, name in enumerate(("loss", "d embeddings")):
         assert ours[i].dtype == dtype, name
         assert_within_torch_error(name, ours[i], torch_lp[i], ref64[i], dtype)
@@ -131,8 +108,10 @@ def test_cuda_low_precision_matches_cpu_twin(dtype):
             names = CAM_OUTPUTS if part == 0 else CAM_GRADS
             for name, a, b in zip(names, gpu[part], cpu[part], strict=True):
                 assert rel_err(a, b) <= eps, f"attention_cam {shape} {name}"
-    emb, labels, groups = loss_inputs(1500, 16, dtype, "cpu")
-    cpu = loss_and_grad(pairwise_affinity_loss, emb, labels, groups)
-    gpu = loss_and_grad(pairwise_affinity_loss, emb.cuda(), labels.cuda(), groups.cuda())
+    emb, labels, groups = loss_inputs(1500, 16, "groups", dtype, "cpu")
+    cpu = loss_and_grad(pairwise_affinity_loss, emb, labels, groups, "balanced")
+    gpu = loss_and_grad(
+        pairwise_affinity_loss, emb.cuda(), labels.cuda(), groups.cuda(), "balanced"
+    )
     for name, a, b in zip(("loss", "d embeddings"), gpu, cpu, strict=True):
         assert rel_err(a, b) <= eps, f"pairwise_affinity_loss {name}"

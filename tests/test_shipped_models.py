@@ -9,10 +9,7 @@ the cross-validation on its model card.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tomllib
+from api_helpers import run_cli
 
 import wsls
 from wsls import pretrained
@@ -39,16 +37,7 @@ def _truth(folder: Path) -> np.ndarray:
     return np.asarray(nib.load(path).dataobj) > 0
 
 
-def _wsls(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
-    return subprocess.run(
-        [sys.executable, "-m", "wsls", *map(str, args)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+_wsls = run_cli
 
 
 def test_the_default_model_ships_with_its_card():

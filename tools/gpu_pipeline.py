@@ -23,7 +23,6 @@ prints ``RESULT {"skipped": "why"}`` and exits 0; an error exits 1.
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import os
@@ -39,12 +38,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Short schedules on top of the default configuration: the networks, grid and inference
 # settings stay the defaults, so segmenting with this bundle costs what a real one does.
 QUICK_TRAINING = {
-    "classifier": {"epochs": 2, "per_epoch": 512},
     "embedding_schedule": {"epochs": 1, "per_epoch": 10},
     "self_training": 0,
 }
 PHANTOM_SHAPE = (120, 120, 78)  # 2 mm voxels over the phantom's 240x240x155 mm
-CASE_NAMES = ("brats2015",)
 
 
 class Skip(Exception):
@@ -70,21 +67,15 @@ def phantom_cases(n: int, shape, seed: int = 100):
     return cases
 
 
-def read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
+def read_metrics(run_dir: Path) -> list[dict]:
+    """A stage's epochs (number, items/s, seconds) from its metrics.csv; [] when absent."""
+    from wsls.training.rundir import METRICS_FILE
+    from wsls.training.rundir import read_metrics as read_rows
+
+    if not (run_dir / METRICS_FILE).exists():
         return []
-    with path.open() as fh:
-        return [
-            {k: _number(v) for k, v in row.items() if k in ("epoch", "items_per_s", "seconds")}
-            for row in csv.DictReader(fh)
-        ]
-
-
-def _number(text: str):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return text
+    keys = ("epoch", "items_per_s", "seconds")
+    return [{k: row[k] for k in keys if k in row} for row in read_rows(run_dir)]
 
 
 def cmd_train(args) -> dict:
@@ -109,8 +100,8 @@ def cmd_train(args) -> dict:
         cases, out, config, device=args.device, progress=False, cache=False, log=print
     )
     trained = time.perf_counter()
-    classifier = read_metrics(out / "runs" / "classifier" / "metrics.csv")
-    embedding = read_metrics(out / "runs" / "embedding" / "metrics.csv")
+    classifier = read_metrics(out / "runs" / "classifier")
+    embedding = read_metrics(out / "runs" / "embedding")
     amp = args.device.startswith("cuda")  # FitConfig.amp (default True) applies on CUDA only
     return {
         "bundle": str(bundle),
@@ -169,11 +160,7 @@ def load_case(path: Path):
     from wsls.io.layouts import open_dataset
 
     modalities = ("flair", "t1c")
-    if path.is_dir() and not any(p.is_dir() for p in path.iterdir()):  # one case's folder
-        layout = open_dataset(path.parent, "brats", modalities)
-        refs = [r for r in layout if r.image_paths[0].parent.resolve() == path.resolve()]
-    else:  # a dataset folder: its first case
-        refs = list(open_dataset(path, "brats", modalities))[:1]
+    refs = list(open_dataset(path, "brats", modalities))[:1]  # a case folder, or a dataset's first
     if not refs:
         raise Skip(f"{path}: no BraTS case found there")
     case = refs[0].load().subset(modalities)

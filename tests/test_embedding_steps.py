@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 
 import numpy as np
@@ -42,3 +43,25 @@ def test_a_step_holds_at_most_volumes_per_step_drawn_anew():
         for v, idx in batch["picks"]:
             labels = task.confident[v].labels[idx]
             assert len(idx) == 8 and (labels == 1).sum() == 4  # half lesion, half normal
+
+
+class _Counting(Sequence):
+    """Confident voxels as a stored selection serves them: each access counted (a disk read)."""
+
+    def __init__(self, items):
+        self.items, self.reads = items, 0
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        item = self.items[index]  # past the end: IndexError, which ends an iteration
+        self.reads += 1
+        return item
+
+
+def test_each_step_reads_a_chosen_volume_once():
+    task = _task(12, cap=4)
+    task.confident = _Counting(task.confident)
+    steps = _volumes(task)
+    assert task.confident.reads == 12 + sum(len(s) for s in steps)  # one scan, then per pick

@@ -54,6 +54,7 @@ class EmbeddingTask(Task):
         self.state = {"epoch": -1, "batches": 0}
         self.in_channels = self.cases[0].image.shape[0]
         self._scales: list[Tensor] | None = None
+        self._volumes: list[int] | None = None
 
     def config_dict(self) -> dict:
         d = asdict(self.config)
@@ -77,28 +78,36 @@ class EmbeddingTask(Task):
                     del stack
         return self._scales
 
+    def _drawable(self) -> list[int]:
+        """The volumes that have confident voxels (read once: a stored selection is read
+        from disk each time it is asked for)."""
+        if self._volumes is None:
+            self._volumes = [v for v, sel in enumerate(self.confident) if len(sel.labels)]
+        return self._volumes
+
     def train_batches(self, epoch: int, rank: int, world_size: int):
         start = self.state["batches"] if self.state.get("epoch") == epoch else 0
         per_rank = self.config.steps_per_epoch // world_size
         for step in range(start, per_rank):
             rng = np.random.default_rng([self.seed, epoch, rank * per_rank + step])
-            volumes = [v for v, sel in enumerate(self.confident) if len(sel.labels)]
+            volumes = self._drawable()
             if len(volumes) > self.config.volumes_per_step:  # else every volume, rng untouched
                 volumes = sorted(rng.choice(volumes, self.config.volumes_per_step, replace=False))
-            picks = [
-                (int(v), _draw(rng, self.confident[v], self.config.voxels_per_volume))
-                for v in volumes
-            ]
-            corner = None
+            chosen = {int(v): self.confident[v] for v in volumes}  # each read once per step
+            n = self.config.voxels_per_volume
+            picks = [(v, _draw(rng, sel, n)) for v, sel in chosen.items()]
+            corner = coords = None
             if self.config.kind == "unet":  # one volume per step, a crop around a confident voxel
                 v, idx = picks[int(rng.integers(len(picks)))]
-                centre = self.confident[v].coords[idx[int(rng.integers(len(idx)))]]
+                coords = chosen[v].coords[idx]
+                centre = coords[int(rng.integers(len(idx)))]
                 shape = np.array(self.cases[v].image.shape[1:])
                 size = np.minimum(self.config.crop, shape)
                 corner = np.clip(centre - size // 2, 0, shape - size)
                 picks = [(v, idx)]
+            labels = [chosen[v].labels[idx] for v, idx in picks]
             self.state = {"epoch": epoch, "batches": step + 1}
-            yield {"picks": picks, "corner": corner}
+            yield {"picks": picks, "labels": labels, "coords": coords, "corner": corner}
 
     def loader_state(self) -> dict:
         return dict(self.state)
@@ -112,9 +121,9 @@ class EmbeddingTask(Task):
         if self.config.kind == "appearance":
             feats = self._appearance_features(inner)
             xs = []
-            for v, idx in batch["picks"]:
+            for (v, idx), picked in zip(batch["picks"], batch["labels"], strict=True):
                 xs.append(feats[v][:, idx])  # (F, n): the stack at confident voxels idx
-                labels.append(torch.from_numpy(self.confident[v].labels[idx]))
+                labels.append(torch.from_numpy(picked))
                 groups.append(torch.full((len(idx),), v, dtype=torch.int64))
             x = torch.cat(xs, dim=1)  # one batch: batch norm sees every volume's voxels
             embs.append(model(x[None, :, :, None, None], points=True)[0, :, :, 0, 0].T)
@@ -123,12 +132,12 @@ class EmbeddingTask(Task):
             size = np.minimum(self.config.crop, self.cases[v].image.shape[1:])
             sl = tuple(slice(int(a), int(a + s)) for a, s in zip(corner, size, strict=True))
             crop = torch.from_numpy(np.ascontiguousarray(self.cases[v].image[(slice(None), *sl)]))
-            c = self.confident[v].coords[idx] - corner
+            c = batch["coords"] - corner
             inside = np.all((c >= 0) & (c < size), axis=1)
             c = c[inside]
             out = model(crop[None])[0]
             embs.append(out[:, c[:, 0], c[:, 1], c[:, 2]].T)
-            labels.append(torch.from_numpy(self.confident[v].labels[idx][inside]))
+            labels.append(torch.from_numpy(batch["labels"][0][inside]))
             groups.append(torch.zeros(len(c), dtype=torch.int64))
         return torch.cat(embs).float(), torch.cat(labels), torch.cat(groups)
 

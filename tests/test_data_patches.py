@@ -248,3 +248,25 @@ def test_intensity_jitter_is_seeded_and_spares_the_background():
         )
         np.testing.assert_allclose(patch[inside], expected[inside], rtol=1e-5)
         assert np.all(patch[~inside] == 0)
+
+
+def test_cache_checks_an_entry_once_and_lazy_reads_no_arrays(tmp_path, monkeypatch):
+    from wsls.data import cache as cache_module
+    from wsls.data.cache import VolumeCache
+    from wsls.io.layouts import open_dataset
+    from wsls.phantom.generate import write_phantom_dataset
+
+    write_phantom_dataset(tmp_path / "ds", 1, (48, 48, 32), seed=1, lesions="tumour")
+    (ref,) = open_dataset(tmp_path / "ds")
+    config = PreprocessConfig(downsample=2.0)
+    VolumeCache(config, tmp_path / "cache").get(ref)  # stored
+    checks, loads = [], []
+    damage, load = cache_module._damage, np.load
+    monkeypatch.setattr(cache_module, "_damage", lambda *a: checks.append(1) or damage(*a))
+    monkeypatch.setattr(cache_module.np, "load", lambda *a, **k: loads.append(a) or load(*a, **k))
+    cache = VolumeCache(config, tmp_path / "cache", max_in_memory=0)
+    lazy = cache.lazy(ref)
+    assert loads == [] and lazy.id == ref.id
+    cache.get(ref)
+    cache.get(ref)
+    assert len(checks) == 1 and cache.hits["disk"] == 3

@@ -122,6 +122,7 @@ class VolumeCache:
         self._memory: OrderedDict[str, Prepared] = OrderedDict()
         self.hits = {"memory": 0, "disk": 0, "decoded": 0}
         self.rebuilt = 0  # damaged disk entries prepared again
+        self._verified: set[str] = set()  # entries whose files this process has checked
 
     def check_space(self, refs: Iterable[Any]) -> None:
         """Before preparing anything: refuse when the cases not cached yet would not fit on
@@ -166,9 +167,10 @@ class VolumeCache:
             self._memory.popitem(last=False)
         return prepared
 
-    def _stored(self, key: str, item: CaseRef) -> Prepared:
-        """The on-disk entry (or, without one, the images decoded, prepared and stored)."""
-        prepared = self._read(key)
+    def _stored(self, key: str, item: CaseRef, arrays: bool = True) -> Prepared:
+        """The on-disk entry (or, without one, the images decoded, prepared and stored);
+        ``arrays=False``: an entry on disk is read without its arrays."""
+        prepared = self._read(key, arrays)
         if prepared is None:
             prepared = preprocess(item.load(), self.config)
             self.hits["decoded"] += 1
@@ -184,7 +186,7 @@ class VolumeCache:
         if not isinstance(item, CaseRef) or self.cache_dir is None:
             return self.get(item)
         key = case_key(item, self.config)
-        prepared = self._stored(key, item)
+        prepared = self._stored(key, item, arrays=False)
         meta = replace(prepared, image=None, brain=None, mask=None)
         folder = self.cache_dir / key
         return DiskCase(prepared.id, folder, prepared.label, tuple(prepared.modalities), meta)
@@ -197,7 +199,9 @@ class VolumeCache:
                 return CachedImage(path)
         return self.get(item).image
 
-    def _read(self, key: str) -> Prepared | None:
+    def _read(self, key: str, arrays: bool = True) -> Prepared | None:
+        """The stored entry (its files checked once per process), or None; ``arrays=False``:
+        its metadata only (image, brain and mask None)."""
         if self.cache_dir is None:
             return None
         folder = self.cache_dir / key
@@ -205,7 +209,7 @@ class VolumeCache:
             return None
         try:
             meta = json.loads((folder / "meta.json").read_text())
-            problem = _damage(folder, meta)
+            problem = None if key in self._verified else _damage(folder, meta)
         except (OSError, ValueError, KeyError, TypeError) as err:
             problem = f"meta.json unreadable ({type(err).__name__})"
         if problem is not None:
@@ -225,12 +229,13 @@ class VolumeCache:
                 np.asarray(g["ornt"]),
                 None,
             )
+        self._verified.add(key)  # entries are never changed once renamed into place
         mask_path = folder / "mask.npy"
         return Prepared(
             id=meta["id"],
-            image=np.load(folder / "image.npy", mmap_mode="r"),
-            mask=np.load(mask_path) if mask_path.exists() else None,
-            brain=np.load(folder / "brain.npy"),
+            image=np.load(folder / "image.npy", mmap_mode="r") if arrays else None,
+            mask=np.load(mask_path) if arrays and mask_path.exists() else None,
+            brain=np.load(folder / "brain.npy") if arrays else None,
             label=meta["label"],
             modalities=tuple(meta["modalities"]),
             spacing=tuple(meta["spacing"]),

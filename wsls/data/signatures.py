@@ -100,8 +100,11 @@ def modality_signatures(cases: Sequence[Any], modalities: Sequence[str]) -> dict
         {"version", "features", "cases", "modalities": {name: {"mean", "sd",
         "lesion_contrast"}}}; empty "modalities" when no case gave features.
     """
-    rows = [channel_features(np.asarray(c.image), np.asarray(c.brain)) for c in cases]
-    contrasts = [lesion_contrast(np.asarray(c.image), c.brain, c.mask) for c in cases]
+    rows, contrasts = [], []
+    for c in cases:  # one pass: a case on disk is read once
+        image, brain = np.asarray(c.image), np.asarray(c.brain)
+        rows.append(channel_features(image, brain))
+        contrasts.append(lesion_contrast(image, brain, c.mask))
     return signatures_of(rows, modalities, contrasts)
 
 

@@ -68,8 +68,13 @@ def test_em_posterior_recovers_lesion_from_edge_map(scene):
 
 @pytest.mark.parametrize(
     "config",
-    [EMConfig(), EMConfig(channels="all", lesion_components=2), EMConfig(fit_voxels=3000)],
-    ids=["one-channel", "two-channels", "subsample"],
+    [
+        EMConfig(),
+        EMConfig(channels="all", lesion_components=2),
+        EMConfig(fit_voxels=3000),
+        EMConfig(seed_high=1.0),  # too few hot voxels: split at the median
+    ],
+    ids=["one-channel", "two-channels", "subsample", "median-split"],
 )
 def test_torch_em_matches_the_numpy_em_it_replaced(scene, config):
     """The same mixture as wsls's numpy EM (tests/numpy_em.py): float64 statistics on both

@@ -66,6 +66,7 @@ def select_confident(
     posterior: np.ndarray | None = None,
     config: ConfidentConfig | None = None,
     seed: int = 0,
+    support: np.ndarray | None = None,
 ) -> ConfidentVoxels:
     """Pick confident lesion and normal voxels of one volume.
 
@@ -74,6 +75,7 @@ def select_confident(
         brain: (H, W, D) bool; only brain voxels are picked.
         posterior: (H, W, D) EM lesion posterior; required by the refined rule.
         config: the rule and its thresholds.
+        support: :func:`supported_lesion` of these maps where the caller has it already.
         (numpy arrays, or tensors on one device.)
     Returns:
         The voxels on the host (numpy).
@@ -88,7 +90,8 @@ def select_confident(
     else:
         if posterior is None:
             raise ValueError("select_confident: the refined rule needs the EM posterior")
-        support = supported_lesion(weak_map, brain, posterior, config)
+        if support is None:
+            support = supported_lesion(weak_map, brain, posterior, config)
         lesion = support & (posterior >= config.lesion_posterior)
         normal = (weak_map <= config.normal_map) & (posterior <= config.normal_posterior) & brain
         estimate = support | ((weak_map >= config.lesion_map) & brain)

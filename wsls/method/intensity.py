@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -117,10 +118,7 @@ def lesion_posterior(
     values = image[:, brain].T.double()  # (N, C)
     hot, cold = smooth >= config.seed_high, smooth <= config.seed_low
     if int(hot.sum()) < 10 or int(cold.sum()) < 10:  # no usable map: split at the median
-        median = smooth.double().cpu().numpy()
-        middle = (
-            float(sorted(median)[(len(median) - 1) // 2] + sorted(median)[len(median) // 2]) / 2
-        )
+        middle = float(np.median(smooth.double().cpu().numpy()))
         hot, cold = smooth >= middle, smooth < middle
     x = _channels(values, hot, cold, config.channels)
     fit = torch.linspace(0, n - 1, min(n, config.fit_voxels), dtype=torch.float64)

@@ -145,14 +145,16 @@ def segment_volume(
 def _segment(
     embedding: nn.Module, x: Tensor, b: Tensor, m: VolumeMaps, config: WSLSConfig
 ) -> MethodResult:
-    confident = select_confident(m.acam, b, m.posterior, config.confident, config.seed)
+    support = None
+    if config.confident.rule != "paper":
+        support = supported_lesion(m.acam, b, m.posterior, config.confident)
+    confident = select_confident(
+        m.acam, b, m.posterior, config.confident, config.seed, support=support
+    )
     if m.probability < config.min_lesion_probability:
         empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
         quality = assess(empty, b, x, m.probability, None, config.quality)
         return MethodResult(empty, m, confident, None, quality)
-    support = None
-    if config.confident.rule != "paper":
-        support = supported_lesion(m.acam, b, m.posterior, config.confident)
     evidence = lesion_evidence(m, support)
     lesion = confident.coords[confident.labels == 1]
     at = torch.as_tensor(lesion, device=x.device)

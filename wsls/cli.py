@@ -90,9 +90,6 @@ def _config(args: argparse.Namespace) -> Any:
         from wsls.io.modalities import normalise_modalities
 
         config = replace(config, modalities=normalise_modalities(args.modalities))
-    for flag, value in (("--epochs", args.epochs), ("--patches", args.patches)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} must be >= 1, got {value}")
     if args.epochs is not None or args.patches is not None:
         old = config.classifier
         config = replace(
@@ -274,11 +271,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _at_least(args, folds=2)
     check_output(args.out, kind="folder", bundles=[bundle_path(args.model)], what="output folder")
     if args.folds is not None:
+        from wsls.crossval import cross_validate_datasets
         from wsls.runtime import resolve_device
 
         resolve_device(args.device, "auto")
-    if args.folds is not None:
-        from wsls.crossval import cross_validate_datasets
 
         result = cross_validate_datasets(
             args.model,

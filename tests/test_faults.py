@@ -151,6 +151,7 @@ def fault_env(tmp_path_factory):
         bundle=bundle,
         cases=cases,
         files=files,
+        seg=seg,
         mask=mask,
         train_opens=list(recorder.opens),
         train_bypasses=recorder.bypasses(),
@@ -510,7 +511,7 @@ def _writers(fault_env, tmp_path):
     from wsls.method.trained import load_models, save_models
     from wsls.training.checkpoint import save_checkpoint
 
-    seg = wsls.segment(fault_env.files, fault_env.bundle)
+    seg = fault_env.seg
     models = load_models(fault_env.bundle)
     return [
         ("mask", tmp_path / "mask.nii.gz", lambda p: seg.save(p)),
@@ -854,7 +855,7 @@ def test_training_mistakes_are_one_line_before_preparing(fault_env, tmp_path, ca
 
 
 def test_save_into_a_folder_writes_the_case_file(fault_env, tmp_path):
-    seg = wsls.segment(fault_env.files, fault_env.bundle)
+    seg = fault_env.seg
     path = seg.save(tmp_path)
     assert path == tmp_path / f"{seg.case_id}_lesion.nii.gz" and path.is_file()
     assert seg.save_acam(tmp_path) == tmp_path / f"{seg.case_id}_acam.nii.gz"

@@ -5,6 +5,8 @@ case and ends with the same model as a run never killed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -40,7 +42,7 @@ def cases():
 
 
 def _train(cases, out, **kwargs):
-    config = WSLSConfig(**{**CONFIG.__dict__, "modalities": cases[0].modalities})
+    config = replace(CONFIG, modalities=cases[0].modalities)
     return pipeline.train_wsls(cases, out, config, progress=False, log=lambda _: None, **kwargs)
 
 
@@ -127,16 +129,24 @@ def test_damaged_case_output_is_recomputed_on_resume(cases, straight, tmp_path, 
 
     run = tmp_path / "run"
     shutil.copytree(straight[0], run)
-    target = sorted((run / "cases" / "maps").glob("00001-*"))[0] / "acam.npy"
-    target.write_bytes(target.read_bytes()[:-10])
+    folders = sorted((run / "cases" / "maps").iterdir())
+    truncated = folders[1] / "acam.npy"
+    truncated.write_bytes(truncated.read_bytes()[:-10])
+    flipped = folders[2] / "posterior.npy"  # same size, one byte changed: the checksum
+    data = bytearray(flipped.read_bytes())
+    data[-1] ^= 0xFF
+    flipped.write_bytes(bytes(data))
     calls: list[int] = []
     _counting(monkeypatch, "maps_stage", calls)
     resumed = _train(cases, run, resume=True)
-    assert calls == [1]
+    assert calls == [1, 2]
     assert _same(resumed, straight[1])
 
 
-def test_threads_give_the_same_outputs(cases, straight, tmp_path):
+def test_threads_give_the_same_outputs(cases, straight, tmp_path, monkeypatch):
+    import wsls.training.per_case as per_case
+
+    monkeypatch.setattr(per_case.os, "cpu_count", lambda: 2)  # threads even on one core
     models = _train(cases, tmp_path / "threads", workers=2)
     assert _same(models, straight[1])
 

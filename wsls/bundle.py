@@ -26,7 +26,6 @@ import torch
 import wsls
 from wsls.errors import BundleError
 from wsls.io.atomic import atomic_folder, write_durable
-from wsls.io.checked_files import sha256_file
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "load_bundle", "save_bundle"]
 
@@ -128,8 +127,9 @@ def save_bundle(
             }
             file = f"{name}.safetensors"
             meta = {"format": "pt", "wsls_model": name, "wsls_version": wsls.__version__}
-            write_durable(tmp / file, save(tensors, metadata=meta))
-            weights[name] = {"file": file, "sha256": sha256_file(tmp / file)}
+            blob = save(tensors, metadata=meta)
+            write_durable(tmp / file, blob)
+            weights[name] = {"file": file, "sha256": hashlib.sha256(blob).hexdigest()}
         doc = {
             "format": BUNDLE_FORMAT,
             "wsls_version": wsls.__version__,

@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 
 from wsls.data.disk_case import DiskCase
-from wsls.data.preprocess import CropBox, Prepared, PreprocessConfig, preprocess
+from wsls.data.preprocess import CropBox, Prepared, PreprocessConfig, preprocess, target_shape
 from wsls.io.atomic import atomic_folder, write_durable
 from wsls.io.case import Case, CaseRef
 from wsls.io.checked_files import damage, npy_bytes, records
 from wsls.io.nifti import Geometry, image_grid
+from wsls.io.orientation import spacing_of
+from wsls.io.outputs import nearest_existing
 
 _FORMAT_VERSION = 2  # 2: sizes and checksums of the arrays in meta.json
 _HEADROOM = 8 << 20  # keep this much free beyond the entries
@@ -39,10 +41,7 @@ class CacheSpaceError(OSError):
 
 
 def _free_bytes(folder: Path) -> int:
-    here = folder
-    while not here.exists() and here != here.parent:
-        here = here.parent
-    return shutil.disk_usage(here).free
+    return shutil.disk_usage(nearest_existing(folder)).free
 
 
 def _size_mb(n: float) -> str:
@@ -52,12 +51,8 @@ def _size_mb(n: float) -> str:
 def estimate_case_bytes(ref: CaseRef, config: PreprocessConfig) -> int:
     """An upper bound of one case's cache entry (no crop assumed), from its image header."""
     shape, affine = image_grid(ref.image_paths[0])
-    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
-    if config.target_spacing is not None:
-        factors = np.asarray(config.target_spacing, float) / spacing
-    else:
-        factors = np.broadcast_to(np.asarray(config.downsample, float), (3,))
-    voxels = float(np.prod([max(1, round(n / f)) + 8 for n, f in zip(shape, factors, strict=True)]))
+    target = target_shape(shape, spacing_of(affine), config)
+    voxels = float(np.prod([n + 8 for n in target]))
     channels = max(len(ref.modalities), len(ref.image_paths))
     return int(voxels * (4 * channels + 1 + (1 if ref.mask_path is not None else 0)) + 4096)
 

@@ -56,10 +56,6 @@ class DiskCase:
         path = self.folder / "mask.npy"
         return read_array(path) if path.exists() else None
 
-    @property
-    def has_mask(self) -> bool:
-        return (self.folder / "mask.npy").exists()
-
     def image_source(self) -> DiskImage:
         return DiskImage(self.folder / "image.npy")
 

@@ -212,16 +212,14 @@ def bounding_box(mask: np.ndarray, margin: int = 0, multiple: int = 1) -> CropBo
     return CropBox(tuple(start), tuple(stop), full)  # type: ignore[arg-type]
 
 
-def _target_shape(
-    shape: tuple[int, int, int], spacing: tuple[float, float, float], config: PreprocessConfig
+def target_shape(
+    shape: tuple[int, ...], spacing: tuple[float, float, float], config: PreprocessConfig
 ) -> tuple[int, int, int]:
-    if config.target_spacing is not None:
-        factors = np.asarray(config.target_spacing, float) / np.asarray(spacing, float)
-    else:
-        factors = np.broadcast_to(np.asarray(config.downsample, float), (3,))
+    """The prepared grid's shape for a volume of this shape and voxel size."""
+    factors = _factors(spacing, config)
     if np.any(factors <= 0):
         raise ValueError(f"downsampling factors must be positive, got {factors}")
-    return tuple(max(1, round(n / f)) for n, f in zip(shape, factors, strict=True))  # type: ignore[return-value]
+    return tuple(max(1, round(n / f)) for n, f in zip(shape[:3], factors, strict=True))  # type: ignore[return-value]
 
 
 @dataclass
@@ -354,7 +352,7 @@ def preprocess(case: Case, config: PreprocessConfig | None = None) -> Prepared:
     stats: list[tuple[float, float]] = []
     if config.normalise:
         image, stats = zscore_in_brain(image, brain_c, config.clip_percentiles, config.background)
-    target = _target_shape(box.shape, spacing, config)
+    target = target_shape(box.shape, spacing, config)
     _check_grid_size(case, box.shape, target)
     image = resize(image, target, mode="linear")
     brain_p = resize(brain_c, target, mode=config.mask_resampling)

@@ -320,12 +320,6 @@ def _check_finite(raw: _Raw) -> None:
         raise DataError(raw.path, f"contains {n_nan} NaN and {n_inf} infinite voxels")
 
 
-def _same_grid(a: _Raw, b: _Raw) -> bool:
-    return a.array.shape[:3] == b.array.shape[:3] and np.allclose(
-        a.affine, b.affine, rtol=0, atol=_AFFINE_ATOL_MM
-    )
-
-
 def _grid_text(raw: _Raw) -> str:
     shape = "x".join(str(s) for s in raw.array.shape[:3])
     return f"{shape} {orientation.axcodes_of(raw.affine)} spacing {_fmt_spacing(raw.affine)}"
@@ -413,7 +407,7 @@ def load_volume(
     raws = [_read_raw(p) for p in path_list]
     ref = raws[0]
     for raw in raws[1:]:
-        if _same_grid(ref, raw):
+        if same_grid(raw.array.shape, raw.affine, ref.array.shape, ref.affine):
             continue
         if on_grid_mismatch != "resample":
             difference = grid_difference(raw.array.shape, raw.affine, ref.array.shape, ref.affine)

@@ -43,7 +43,8 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
+    """``path``, or the nearest folder above it that exists."""
     here = path
     while not here.exists() and here != here.parent:
         here = here.parent
@@ -54,7 +55,7 @@ def writable_folder_problem(folder: PathLike) -> str | None:
     """Why files cannot be created in ``folder`` (or in the folders that would be created
     there), or None: a path through a file, a read-only file system, no permission."""
     folder = _resolved(folder)
-    anchor = _nearest_existing(folder)
+    anchor = nearest_existing(folder)
     if not anchor.is_dir():
         if anchor == folder:
             return f"{folder} is a file, not a folder"

@@ -30,7 +30,7 @@ from wsls.training.case_store import CaseStore, fingerprint
 from wsls.training.classifier import ClassifierTrainConfig, train_classifier
 from wsls.training.distributed import init_distributed, shutdown_distributed
 from wsls.training.embedding import train_embedding
-from wsls.training.per_case import StoredConfident, resolve_workers, run_per_case, stored_maps
+from wsls.training.per_case import StoredConfident, resolve_workers, run_per_case
 from wsls.training.segmenter import train_segmenter
 from wsls.training.task import FitConfig
 
@@ -227,7 +227,7 @@ def _baseline(name, cases, coarse, maps, out, config, resume, device, progress) 
     if name == "ws_unet":  # pseudo-labels: ACAM above its Otsu threshold inside the brain
         targets = []  # in memory: the baselines are not scaled (one bool volume per case)
         for i, c in enumerate(cases):
-            acam, brain = np.asarray(stored_maps(maps, i).acam), np.asarray(c.brain)
+            acam, brain = np.asarray(maps.array(i, "acam")), np.asarray(c.brain)
             targets.append((acam >= otsu_threshold(acam[brain])) & brain)
     else:
         if any(c.mask is None for c in cases):

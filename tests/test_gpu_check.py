@@ -255,11 +255,16 @@ JUNIT_FAILED = JUNIT_OK.replace(
 )
 
 
+def _run_check(tmp_path, monkeypatch, segment=SEGMENT, junit=JUNIT_OK, info=None, **args):
+    """A check run on canned step outputs: (its exit status, its report)."""
+    monkeypatch.setattr(gpu_check, "run_limited", _fake_runner(segment, junit))
+    code = gpu_check.Check(_args(tmp_path, **args), info or _info()).run()
+    return code, (tmp_path / "out" / "gpu_check.md").read_text()
+
+
 def test_report_from_canned_outputs(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(gpu_check, "run_limited", _fake_runner(SEGMENT, JUNIT_OK))
-    check = gpu_check.Check(_args(tmp_path), _info())
-    assert check.run() == 0
-    report = (tmp_path / "out" / "gpu_check.md").read_text()
+    code, report = _run_check(tmp_path, monkeypatch)
+    assert code == 0
     assert "| CUDA tests (pytest -m cuda) | ok |" in report
     assert "2 passed, 0 failed, 0 errors, 1 skipped" in report
     assert "- needs cupy: 1" in report
@@ -278,19 +283,16 @@ def test_report_from_canned_outputs(tmp_path, monkeypatch, capsys):
 
 def test_report_fails_on_a_failed_test_and_a_low_dice(tmp_path, monkeypatch):
     segment = {**SEGMENT, "dice_cuda_vs_cpu": 0.95}
-    monkeypatch.setattr(gpu_check, "run_limited", _fake_runner(segment, JUNIT_FAILED))
-    check = gpu_check.Check(_args(tmp_path), _info())
-    assert check.run() == 1
-    report = (tmp_path / "out" / "gpu_check.md").read_text()
+    code, report = _run_check(tmp_path, monkeypatch, segment, JUNIT_FAILED)
+    assert code == 1
     assert "| CUDA tests (pytest -m cuda) | FAILED |" in report
     assert "error 3e-3 > 2 x torch's 1e-3" in report
     assert "| Dice(CUDA mask, CPU mask) >= 0.99 | 0.9500 | NOT met |" in report
 
 
 def test_steps_past_the_budget_are_skipped_with_a_reason(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_check, "run_limited", _fake_runner(SEGMENT, JUNIT_OK))
-    check = gpu_check.Check(_args(tmp_path, budget=10.0), _info())  # under MIN_STEP_S
-    assert check.run() == 0
+    code, _ = _run_check(tmp_path, monkeypatch, budget=10.0)  # under MIN_STEP_S
+    assert code == 0
     doc = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert [s["status"] for s in doc["steps"]] == ["skipped"] * 7
     assert all(s["summary"].startswith("out of time: ") for s in doc["steps"])
@@ -299,10 +301,7 @@ def test_steps_past_the_budget_are_skipped_with_a_reason(tmp_path, monkeypatch):
 def test_missing_packages_skip_with_one_line_reasons(tmp_path, monkeypatch):
     info = _info()
     info["packages"]["scipy"] = info["packages"]["nibabel"] = False
-    monkeypatch.setattr(gpu_check, "run_limited", _fake_runner(SEGMENT, JUNIT_OK))
-    check = gpu_check.Check(_args(tmp_path, bundle="some/bundle"), info)
-    check.run()
-    report = (tmp_path / "out" / "gpu_check.md").read_text()
+    _, report = _run_check(tmp_path, monkeypatch, info=info, bundle="some/bundle")
     assert "scipy, nibabel not installed (the method needs them; carry wheels in .whl/)" in report
 
 

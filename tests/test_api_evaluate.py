@@ -35,13 +35,17 @@ BASELINE_LCC = "FLAIR threshold + largest component"
 def api_evaluation(api_run, tmp_path_factory):
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
     cases = list(open_dataset(api_run.parent / "data", "brats", ("flair", "t1c")))
     out = tmp_path_factory.mktemp("evaluation")
-    evaluation = wsls.evaluate(
-        api_run / "bundle", cases[2:], cases[:2], config=EvalConfig(progress=False), out_dir=out,
-        log=lambda _: None,
-    )  # fmt: skip
+    try:
+        evaluation = wsls.evaluate(
+            api_run / "bundle", cases[2:], cases[:2], config=EvalConfig(progress=False),
+            out_dir=out, log=lambda _: None,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
     return evaluation, out, cases
 
 

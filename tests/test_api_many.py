@@ -6,6 +6,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 
 import wsls
 from wsls.batch import find_jobs
@@ -67,10 +68,9 @@ def segment_all(run, models, out, **kw):
     )
 
 
-def test_sharding_splits_cases_across_ranks(api_run, api_models, tmp_path, monkeypatch):
-    import torch
-
-    torch.set_num_threads(1)
+def test_sharding_splits_cases_across_ranks(
+    api_run, api_models, tmp_path, monkeypatch, api_one_thread
+):
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setenv("LOCAL_RANK", "0")
     seen = {}

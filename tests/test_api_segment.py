@@ -26,8 +26,12 @@ def api_models(api_run):
 @pytest.fixture(scope="module")
 def api_reference(api_run, api_models):
     """The segmentation of one phantom from its per-modality files."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    return wsls.segment(_case_files(api_run)[1], api_models)
+    try:
+        return wsls.segment(_case_files(api_run)[1], api_models)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _arrays(files):
@@ -201,12 +205,13 @@ def test_options_override_the_model(api_run, api_models, api_one_thread):
 # ------------------------------------------------------------------ real scans (shared data)
 
 
-def test_brats_mask_has_the_ground_truth_geometry(api_models, data_shared, tmp_path):
+def test_brats_mask_has_the_ground_truth_geometry(
+    api_models, data_shared, tmp_path, api_one_thread
+):
     """A BraTS case (LPS, 240x240x155) segmented from its folder: the written mask reloads with
     exactly the ground truth's shape and affine, and the ACAM lies inside the brain file."""
     import nibabel as nib
 
-    torch.set_num_threads(1)
     folder = data_shared / "brats2015" / "brats_2013_pat0006_1"
     seg = wsls.segment(folder, api_models)
     truth = nib.load(str(folder / "OTMultiClass.nii.gz"))
@@ -227,10 +232,11 @@ def _assert_inside(acam, brain, margin=4):
     assert acam[~near].sum() <= 5e-3 * acam.sum()
 
 
-def test_ms_las_mask_has_the_ground_truth_geometry(api_models, data_shared, tmp_path):
+def test_ms_las_mask_has_the_ground_truth_geometry(
+    api_models, data_shared, tmp_path, api_one_thread
+):
     import nibabel as nib
 
-    torch.set_num_threads(1)
     folder = data_shared / "ms_lesjak2017" / "patient26"
     seg = wsls.segment(folder, api_models)
     truth = nib.load(str(folder / "GOLD_STANDARD.nii.gz"))

@@ -36,6 +36,7 @@ from wsls.errors import BundleError, DataError, InputWarning
 from wsls.io.atomic import TEMP_SUFFIX
 from wsls.io.outputs import OutputError
 
+pytest_plugins = ("api_helpers",)  # api_one_thread
 ROOT = Path(__file__).resolve().parents[1]
 PHANTOM_SHAPE = (64, 64, 48)
 FAULT_CONFIG = {
@@ -212,7 +213,7 @@ def test_the_recorder_sees_a_direct_write(tmp_path):
     assert any(p.name.startswith(".fine.txt.") for p in recorder.opens)
 
 
-def test_no_writer_bypasses_the_atomic_helper(fault_env, tmp_path, monkeypatch):
+def test_no_writer_bypasses_the_atomic_helper(fault_env, tmp_path, monkeypatch, api_one_thread):
     """Training (checkpoints, metrics, cache, report, bundle, training.json), segmentation
     (masks, maps, summary.csv), evaluation (tables, figure) and the demo (phantoms, its
     summary) open no final path for writing: only the helper's temporary files."""
@@ -228,7 +229,6 @@ def test_no_writer_bypasses_the_atomic_helper(fault_env, tmp_path, monkeypatch):
     )
     monkeypatch.setattr(demo, "demo_config", lambda plan: WSLSConfig.from_dict(FAULT_CONFIG))
     monkeypatch.setattr(demo, "ALL_BASELINES", ())
-    torch.set_num_threads(1)
     with WriteRecorder(tmp_path) as recorder:
         wsls.segment_many(
             fault_env.data / fault_env.cases[0], fault_env.bundle, tmp_path / "many",
@@ -524,10 +524,11 @@ def _writers(fault_env, tmp_path):
 
 
 @pytest.mark.parametrize("limit", [0, 700])
-def test_a_disk_that_fills_mid_write_keeps_old_files(fault_env, tmp_path, monkeypatch, limit):
+def test_a_disk_that_fills_mid_write_keeps_old_files(
+    fault_env, tmp_path, monkeypatch, limit, api_one_thread
+):
     """Each writer, over an existing file, on a disk that fills after ``limit`` bytes: an
     OSError naming the file, the old file as it was, no temporary file."""
-    torch.set_num_threads(1)
     for name, path, write in _writers(fault_env, tmp_path):
         write(path)
         before = _digests([path] if path.is_file() else path.iterdir())
@@ -691,8 +692,7 @@ def test_bundles_without_signatures_still_load(fault_env, tmp_path):
 # ------------------------------------------------------------------ inputs that look wrong
 
 
-def test_modalities_in_the_wrong_order_are_named(fault_env, tmp_path):
-    torch.set_num_threads(1)
+def test_modalities_in_the_wrong_order_are_named(fault_env, tmp_path, api_one_thread):
     a, b = _inputs(fault_env, tmp_path, names=("a.nii.gz", "b.nii.gz"))
     with pytest.warns(InputWarning, match="look like t1c, flair rather than the model's") as got:
         seg = wsls.segment([b, a], fault_env.bundle)
@@ -866,13 +866,12 @@ def test_save_into_a_folder_writes_the_case_file(fault_env, tmp_path):
 # ------------------------------------------------------------------ --skip-existing
 
 
-def test_skip_existing_redoes_half_written_masks(fault_env, tmp_path):
+def test_skip_existing_redoes_half_written_masks(fault_env, tmp_path, api_one_thread):
     """Only masks that read completely on the input's grid are skipped; a truncated one (its
     header still reads), one on another grid and an empty summary.csv are redone, with a
     message each."""
     import nibabel as nib
 
-    torch.set_num_threads(1)
     out = tmp_path / "out"
     out.mkdir()
     first, second, third = (out / f"{c}_lesion.nii.gz" for c in fault_env.cases)

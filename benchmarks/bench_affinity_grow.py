@@ -31,7 +31,6 @@ Run: python benchmarks/bench_affinity_grow.py [--device cpu|cuda|all] [--quick]
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -43,13 +42,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from common import (  # noqa: E402
+    chosen_devices,
     fmt_mb,
     fmt_share,
     median_seconds,
+    parse_timing_args,
     peak_extra_bytes,
     print_ceilings,
     print_table,
     report_target,
+    timing_parser,
 )
 
 from tests.test_op_affinity_grow import blob_embeddings  # noqa: E402
@@ -367,26 +369,13 @@ def bench_cuda(quick: bool, min_run_time: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
-    parser.add_argument(
-        "--quick", action="store_true", help="one volume (CPU: the small one; CUDA: the target's)"
-    )
-    parser.add_argument(
-        "--min-run-time", type=float, help="seconds per timing (default 1, quick 0.2)"
-    )
-    args = parser.parse_args()
-    args.min_run_time = args.min_run_time or (0.2 if args.quick else 1.0)
-    print(f"wsls build: {build_info()}")
+    parser = timing_parser(__doc__, "one volume (CPU: the small one; CUDA: the target's)")
+    args = parse_timing_args(parser, build_info())
     print(
         f"K = {K}, lambda = {LAMBDA}, connectivity {CONNECTIVITY}, IoU threshold {IOU}, "
         f"embedding noise {NOISE}, numpy {np.__version__}"
     )
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    for device in devices:
-        if device == "cuda" and not torch.cuda.is_available():
-            print("\n### cuda: no CUDA device visible, skipped")
-            continue
+    for device in chosen_devices(args.device):
         (bench_cpu if device == "cpu" else bench_cuda)(args.quick, args.min_run_time)
 
 

@@ -17,7 +17,6 @@ Run: python benchmarks/bench_attention_cam.py [--device cpu|cuda|all] [--no-comp
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -25,14 +24,17 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    chosen_devices,
     fmt_mb,
     fmt_ms,
     fmt_share,
     median_seconds,
+    parse_timing_args,
     peak_extra_bytes,
     print_ceilings,
     print_table,
     report_target,
+    timing_parser,
 )
 
 from wsls.ops import attention_cam, build_info, reference  # noqa: E402
@@ -137,22 +139,11 @@ def bench_device(device: str, use_compile: bool, min_run_time: float, quick: boo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    parser = timing_parser(__doc__, "one shape, short timings")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled reference")
-    parser.add_argument(
-        "--min-run-time", type=float, help="seconds per timing (default 1, quick 0.2)"
-    )
-    parser.add_argument("--quick", action="store_true", help="one shape, short timings")
-    args = parser.parse_args()
-    min_run_time = args.min_run_time or (0.2 if args.quick else 1.0)
-    print(f"wsls build: {build_info()}")
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    for device in devices:
-        if device == "cuda" and not torch.cuda.is_available():
-            print("\n### cuda: no CUDA device visible, skipped")
-            continue
-        bench_device(device, not args.no_compile, min_run_time, args.quick)
+    args = parse_timing_args(parser, build_info())
+    for device in chosen_devices(args.device):
+        bench_device(device, not args.no_compile, args.min_run_time, args.quick)
 
 
 if __name__ == "__main__":

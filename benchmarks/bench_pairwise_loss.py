@@ -22,7 +22,6 @@ Run: python benchmarks/bench_pairwise_loss.py [--device cpu|cuda|all] [--sizes 4
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -32,14 +31,17 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    chosen_devices,
     fmt_mb,
     fmt_ms,
     fmt_share,
     median_seconds,
+    parse_timing_args,
     peak_extra_bytes,
     print_ceilings,
     print_table,
     report_target,
+    timing_parser,
 )
 
 from wsls.ops import build_info, pairwise_affinity_loss, reference  # noqa: E402
@@ -252,8 +254,7 @@ def parse_sizes(text: str):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    parser = timing_parser(__doc__, "fewer sizes, short timings")
     parser.add_argument("--sizes", type=parse_sizes, help="NxK,... (default: per device)")
     parser.add_argument("--dense-max", type=int, default=16384, help="largest N for the dense")
     parser.add_argument("--keops-max", type=int, default=16384, help="largest N for KeOps (CPU)")
@@ -263,18 +264,8 @@ def main() -> None:
         type=float,
         help="skip KeOps where its forward+backward is predicted to take longer (seconds)",
     )
-    parser.add_argument(
-        "--min-run-time", type=float, help="seconds per timing (default 1, quick 0.2)"
-    )
-    parser.add_argument("--quick", action="store_true", help="fewer sizes, short timings")
-    args = parser.parse_args()
-    args.min_run_time = args.min_run_time or (0.2 if args.quick else 1.0)
-    print(f"wsls build: {build_info()}")
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    for device in devices:
-        if device == "cuda" and not torch.cuda.is_available():
-            print("\n### cuda: no CUDA device visible, skipped")
-            continue
+    args = parse_timing_args(parser, build_info())
+    for device in chosen_devices(args.device):
         default = (QUICK_SIZES if args.quick else SIZES)[device]
         bench_device(device, args.sizes or default, args)
 

@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import gc
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.utils.benchmark as tbench
 from torch.profiler import ProfilerActivity, profile
+
+
+def timing_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every kernel benchmark takes: --device, --quick, --min-run-time."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument(
+        "--min-run-time", type=float, help="seconds per timing (default 1, quick 0.2)"
+    )
+    return parser
+
+
+def parse_timing_args(parser: argparse.ArgumentParser, build: str) -> argparse.Namespace:
+    """Parsed options with --min-run-time defaulted by --quick; prints the build line."""
+    args = parser.parse_args()
+    args.min_run_time = args.min_run_time or (0.2 if args.quick else 1.0)
+    print(f"wsls build: {build}")
+    return args
+
+
+def chosen_devices(choice: str) -> Iterator[str]:
+    """The devices --device names, in order, skipping CUDA (and saying so) where there is none."""
+    for device in ["cpu", "cuda"] if choice == "all" else [choice]:
+        if device == "cuda" and not torch.cuda.is_available():
+            print("\n### cuda: no CUDA device visible, skipped")
+            continue
+        yield device
 
 
 def median_seconds(fn: Callable[[], object], min_run_time: float = 1.0) -> float:

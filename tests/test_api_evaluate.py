@@ -153,3 +153,25 @@ def test_markdown_lists_notes_and_patch_auc():
     assert "- no s_unet" in text and "Patch classification AUC" not in text
     text = Evaluation(rows, {ACAM: 0.3}, None, patch_auc={ACAM: 0.97}).markdown()
     assert "ACAM 0.970" in text
+
+
+def test_a_case_context_copies_the_volume_once(api_run, monkeypatch, api_one_thread):
+    """The method's maps and its segmentation share one copy of the volume on the device, and
+    give the mask that segment_volume gives."""
+    import wsls.method.segment as segment
+    from wsls.data.preprocess import preprocess
+    from wsls.evaluation.methods import CaseContext
+
+    models = wsls.load(api_run / "bundle")
+    case = next(iter(open_dataset(api_run.parent / "data", "brats", ("flair", "t1c"))))
+    prepared = preprocess(case.load().subset(models.config.modalities), models.config.preprocess)
+    expected = segment.segment_volume(
+        models.classifier, models.embedding, prepared.image, prepared.brain, models.config
+    ).mask
+    copies = []
+    real = segment.to_device
+    monkeypatch.setattr(segment, "to_device", lambda *a: copies.append(1) or real(*a))
+    context = CaseContext(models, prepared)
+    context.acam()
+    np.testing.assert_array_equal(context.result().mask, expected)
+    assert len(copies) == 1

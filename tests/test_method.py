@@ -21,7 +21,7 @@ from wsls.method.postprocess import postprocess
 from wsls.method.quality import assess
 from wsls.method.regions import segment_regions
 from wsls.method.seeds import spread_seeds
-from wsls.method.segment import VolumeMaps, _segment, growth_region
+from wsls.method.segment import VolumeMaps, growth_region, segment_on_device
 from wsls.metrics import dice
 
 
@@ -184,7 +184,7 @@ def test_no_lesion_found_is_flagged(scene):
     scan with a lesion that is a miss)."""
     image, brain, lesion, weak = (torch.from_numpy(a) for a in scene)
     maps = VolumeMaps(weak, weak, 0.29, lesion.float())
-    result = _segment(None, image, brain, maps, WSLSConfig())
+    result = segment_on_device(None, image, brain, maps, WSLSConfig())
     assert not result.mask.any() and result.regions is None
     text = result.quality.summary()
     assert text.startswith("check") and "empty mask" in text and "0.29" in text, text

@@ -73,14 +73,15 @@ class CaseContext:
         return self.once("maps", compute)
 
     def result(self):
-        from wsls.method.segment import segment_volume
+        """The method's segmentation, from the volume and maps already on the device."""
+        from wsls.method.segment import segment_on_device
 
-        p, m = self.prepared, self.models
+        m = self.models
         return self.once(
             "result",
-            lambda: segment_volume(
-                m.classifier, m.embedding, p.image, p.brain, m.config, maps=self.volume_maps()
-            ),
+            lambda: segment_on_device(
+                m.embedding, *self.tensors(), self.volume_maps(), m.config
+            ).to_host(),
         )
 
     def localisation_map(self, net_name: str) -> np.ndarray:

@@ -139,12 +139,14 @@ def segment_volume(
     device = method_device(classifier)
     x, b = to_device(image, brain, device)
     m = maps.to(device) if maps is not None else device_maps(classifier, x, b, config)
-    return _segment(embedding, x, b, m, config).to_host()
+    return segment_on_device(embedding, x, b, m, config).to_host()
 
 
-def _segment(
+def segment_on_device(
     embedding: nn.Module, x: Tensor, b: Tensor, m: VolumeMaps, config: WSLSConfig
 ) -> MethodResult:
+    """:func:`segment_volume` on a volume, brain and maps already on the method's device; the
+    result stays there."""
     support = None
     if config.confident.rule != "paper":
         support = supported_lesion(m.acam, b, m.posterior, config.confident)

@@ -96,11 +96,13 @@ def method_config(doc: Any, path: str | Path) -> WSLSConfig:
         ) from None
 
 
-def _check_config(path: Path):
+def _check_config(path: Path, parsed: dict[str, WSLSConfig]):
+    """The bundle's configuration check; it keeps the parsed method settings in ``parsed``."""
+
     def check(doc: dict[str, Any]) -> None:
         from wsls.data.signatures import signatures_ok
 
-        method_config(doc, path)
+        parsed["method"] = method_config(doc, path)
         if doc.get("signatures") is not None:
             problem = signatures_ok(doc["signatures"])
             if problem is not None:
@@ -125,14 +127,15 @@ def load_models(
             bundle needs others.
     """
     path = Path(path)
+    parsed: dict[str, WSLSConfig] = {}
     bundle = load_bundle(
         path,
         build_model,
         required_modalities=modalities,
         device=device,
-        check_config=_check_config(path),
+        check_config=_check_config(path, parsed),
     )
-    config = method_config(bundle.config, path)
+    config = parsed["method"]
     models = dict(bundle.models)
     for name in ("classifier", "embedding"):
         if name not in models:

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# api_helpers is both imported by test modules and loaded as their fixture plugin
+pytest.register_assert_rewrite("api_helpers")
+
 
 def _shared_data_root() -> Path:
     override = os.environ.get("WSLS_SHARED_DATA")

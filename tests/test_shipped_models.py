@@ -37,9 +37,6 @@ def _truth(folder: Path) -> np.ndarray:
     return np.asarray(nib.load(path).dataobj) > 0
 
 
-_wsls = run_cli
-
-
 def test_the_default_model_ships_with_its_card():
     assert pretrained.DEFAULT in pretrained.names()
     card = pretrained.card(pretrained.DEFAULT)
@@ -85,14 +82,14 @@ def test_a_damaged_copy_of_the_default_model_is_refused(tmp_path):
 
 def test_cli_segments_with_no_model_argument(tmp_path, case):
     out = tmp_path / "mask.nii.gz"
-    proc = _wsls("segment", case, "-o", out)
+    proc = run_cli("segment", case, "-o", out)
     assert proc.returncode == 0, proc.stderr
     mask = np.asarray(nib.load(out).dataobj)
     assert mask.shape == _truth(case).shape and mask.any()
 
 
 def test_cli_lists_the_models():
-    proc = _wsls("models")
+    proc = run_cli("models")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"{pretrained.DEFAULT}:")
     for label in ("needs", "trained on", "data terms", "measured", "intended use"):
@@ -100,7 +97,7 @@ def test_cli_lists_the_models():
 
 
 def test_cli_unknown_model_name_is_one_line(case):
-    proc = _wsls("segment", case, "-o", "never.nii.gz", "--model", "no_such_model")
+    proc = run_cli("segment", case, "-o", "never.nii.gz", "--model", "no_such_model")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "no_such_model" in proc.stderr and pretrained.DEFAULT in proc.stderr
     assert not (ROOT / "never.nii.gz").exists()
@@ -115,7 +112,7 @@ def test_cli_other_modality_names_say_which_files_it_needs(tmp_path, names, case
     flair = sorted(case.glob("*Flair*.nii*"))[0]
     for name in names:
         (scan / f"{name}.nii.gz").symlink_to(flair)
-    proc = _wsls("segment", scan, "-o", tmp_path / "mask.nii.gz")
+    proc = run_cli("segment", scan, "-o", tmp_path / "mask.nii.gz")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("wsls: error:")]
     assert len(errors) == 1, proc.stderr

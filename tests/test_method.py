@@ -179,6 +179,29 @@ def test_quality_flags_unreliable_segmentations(scene):
     assert "covers 100 % of the brain" in huge.summary() and "times the evidence" in huge.summary()
 
 
+def test_quality_flags_a_mask_that_leaves_out_most_of_the_supported_estimate(scene):
+    """The evidence supports a second, larger lesion that the mask does not hold: the mask
+    itself is bright and plausible, so only the share of the estimate it holds gives it away."""
+    image, brain, lesion, _ = scene
+    elsewhere = ball(lesion.shape, (22, 9, 12), 6) & brain
+    assert not (elsewhere & lesion).any()
+    image = image.copy()
+    image[0][elsewhere] = image[0][lesion].mean()  # a second lesion, as bright as the first
+    support = lesion | elsewhere
+    image, brain, lesion, support = (torch.from_numpy(a) for a in (image, brain, lesion, support))
+    config = QualityConfig()
+    part = assess(lesion, brain, image, 0.99, support, config)
+    held = int(lesion.sum()) / int(support.sum())
+    assert held < config.min_support_in_mask
+    assert part.measures["support_in_mask"] == pytest.approx(held)
+    assert part.flags == (
+        f"the mask holds only {100 * held:.0f} % of the evidence-supported estimate",
+    )
+    whole = assess(support, brain, image, 0.99, support, config)
+    assert whole.ok and whole.measures["support_in_mask"] == 1.0
+    assert assess(lesion, brain, image, 0.99, None, config).ok  # the paper's rule: no estimate
+
+
 def test_no_lesion_found_is_flagged(scene):
     """Under min_lesion_probability the mask is empty, and the verdict says to check it (on a
     scan with a lesion that is a miss)."""

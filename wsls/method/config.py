@@ -254,14 +254,16 @@ class QualityConfig:
     """Bounds of the quality verdict (wsls.method.quality): a segmentation is flagged when
     the classifier's probability is under ``min_probability``, the mask covers more than
     ``max_brain_fraction`` of the brain, its lesion-modality contrast with a ``shell``-voxel
-    band around it is under ``min_contrast`` brain standard deviations, or it exceeds
-    ``max_over_support`` times the supported lesion estimate."""
+    band around it is under ``min_contrast`` brain standard deviations, it exceeds
+    ``max_over_support`` times the supported lesion estimate, or it holds less than
+    ``min_support_in_mask`` of that estimate (the evidence points elsewhere)."""
 
     min_probability: float = 0.9
     max_brain_fraction: float = 0.3
     min_contrast: float = 1.2
     shell: int = 5
     max_over_support: float = 1.5
+    min_support_in_mask: float = 0.5
 
     RULES = {
         "min_probability": FRACTION,
@@ -269,6 +271,7 @@ class QualityConfig:
         "min_contrast": Rule("float"),
         "shell": Rule("int", 1, 50),
         "max_over_support": POSITIVE,
+        "min_support_in_mask": FRACTION,
     }
 
     def __post_init__(self) -> None:

@@ -2,10 +2,11 @@
 
 The method fails in a few recognisable ways: the classifier is unsure there is a lesion (low
 probability); the lesion barely differs from the tissue around it in the lesion modality (so the
-intensity model cannot draw its boundary); the mask grows beyond what the evidence supports, or
-covers an implausible share of the brain. Each is measured on
-the prepared grid and compared with a bound; a segmentation that passes none is "ok", any other
-is "check" with the reasons, so a user knows which masks to look at.
+intensity model cannot draw its boundary); the mask grows beyond what the evidence supports,
+covers an implausible share of the brain, or holds too little of the lesion estimate the
+evidence supports (the regions grew elsewhere). Each is measured on the prepared grid and
+compared with a bound; a segmentation that passes none is "ok", any other is "check" with the
+reasons, so a user knows which masks to look at.
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ def assess(
         "contrast": _contrast(image[0], mask, brain, config.shell),
     }
     if support is not None:
-        measures["over_support"] = n_mask / max(int(support.sum()), 1)
+        n_support = int(support.sum())
+        measures["over_support"] = n_mask / max(n_support, 1)
+        if n_support:
+            measures["support_in_mask"] = int((mask & support).sum()) / n_support
     flags = []
     if n_mask == 0:
         flags.append("empty mask")
@@ -87,5 +91,10 @@ def assess(
     if "over_support" in measures and measures["over_support"] > config.max_over_support:
         flags.append(
             f"the mask is {measures['over_support']:.1f} times the evidence-supported estimate"
+        )
+    if n_mask and measures.get("support_in_mask", 1.0) < config.min_support_in_mask:
+        flags.append(
+            f"the mask holds only {100 * measures['support_in_mask']:.0f} % of the "
+            f"evidence-supported estimate"
         )
     return Quality(tuple(flags), measures)

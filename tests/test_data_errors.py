@@ -210,3 +210,33 @@ def test_implausible_voxel_sizes_warn_once(tmp_path, data_write_nifti):
     assert len(got) == 1
     text = str(got[0].message)
     assert "big.nii.gz" in text and "100x100x100 mm is implausible" in text and "\n" not in text
+
+
+def test_input_remarks_stay_with_the_thread_that_made_them(tmp_path, data_write_nifti):
+    """wsls.segment collects a scan's remarks per thread (not with the process-wide
+    warnings.catch_warnings): a warning about another thread's scan, given while this thread
+    collects, never lands in this thread's remarks."""
+    import threading
+
+    from wsls.errors import InputWarning, collect_input_remarks
+
+    img = np.random.default_rng(0).random((8, 9, 10)).astype(np.float32)
+    big = data_write_nifti(tmp_path / "big.nii.gz", img, np.diag([100.0, 100.0, 100.0, 1.0]))
+    inside, done = threading.Barrier(2), threading.Barrier(2)
+
+    def another_scan() -> None:
+        inside.wait()
+        load_volume(big)  # nobody collects on this thread: an InputWarning
+        done.wait()
+
+    thread = threading.Thread(target=another_scan)
+    with pytest.warns(InputWarning, match="big.nii.gz"):
+        thread.start()
+        with collect_input_remarks() as here:
+            inside.wait()
+            done.wait()  # the other thread's scan was read while this one collected
+        thread.join()
+    assert here == []
+    with collect_input_remarks() as mine:
+        load_volume(big)
+    assert len(mine) == 1 and "big.nii.gz" in mine[0] and "implausible" in mine[0]

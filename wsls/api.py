@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsls.errors import DataError, InputWarning, UserError
+from wsls.errors import DataError, InputWarning, UserError, collect_input_remarks
 from wsls.inputs import array_device, input_files, to_case
 from wsls.method.trained import TrainedModels, bundle_path, load_models
 from wsls.runtime import resolve_device
@@ -131,10 +131,8 @@ def segment(
     dev = resolve_device(device, array_device(image) or "cpu")
     models = resolve_model(model, dev)
     config = _inference_config(models.config, seeds, threshold, min_component)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InputWarning)
+    with collect_input_remarks() as remarks:
         case = to_case(image, config.modalities, affine=affine, brain=brain, case_id=case_id)
-    remarks = _reemit(caught)
     _warn_or_refuse(remarks, strict, case.id)
     loaded = time.perf_counter()
     prepared = preprocess(case, config.preprocess)
@@ -166,18 +164,6 @@ def _warn_or_refuse(remarks: list[str], strict: bool, case_id: str) -> None:
         raise DataError(case_id, f"refused (strict): {remarks[0]}")
     for remark in remarks:
         warnings.warn(remark, InputWarning, stacklevel=3)
-
-
-def _reemit(caught: list[warnings.WarningMessage]) -> list[str]:
-    """The caught InputWarnings' messages (given again later, or refused with strict); other
-    warnings are given again at once."""
-    remarks = []
-    for w in caught:
-        if issubclass(w.category, InputWarning):
-            remarks.append(str(w.message))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return remarks
 
 
 def _order_remark(models, prepared, case) -> str | None:

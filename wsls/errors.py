@@ -7,6 +7,10 @@ catches ``ValueError`` keeps working.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 
@@ -40,3 +44,29 @@ class InputWarning(UserWarning):
     """An input that works but looks wrong (modalities in another order, a file named for
     another modality, an implausible voxel size). One line; the command line prints it as
     ``wsls: warning: ...``; ``strict=True`` (``--strict``) refuses such inputs instead."""
+
+
+_remarks: ContextVar[list[str] | None] = ContextVar("wsls_input_remarks", default=None)
+
+
+def input_remark(text: str) -> None:
+    """Say that an input looks wrong: into the innermost :func:`collect_input_remarks` of this
+    thread (context), else as an :class:`InputWarning`."""
+    into = _remarks.get()
+    if into is not None:
+        into.append(text)
+    else:
+        warnings.warn(text, InputWarning, stacklevel=4)
+
+
+@contextmanager
+def collect_input_remarks() -> Iterator[list[str]]:
+    """The input remarks made inside the block, as a list, instead of warnings. Per thread, unlike
+    ``warnings.catch_warnings``, so one scan's remarks never land on another's segmentation when
+    several are segmented in threads."""
+    remarks: list[str] = []
+    token = _remarks.set(remarks)
+    try:
+        yield remarks
+    finally:
+        _remarks.reset(token)

@@ -10,7 +10,6 @@ taken over zero-copy by ``torch.from_dlpack``. Every problem is a one-line
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsls.errors import DataError, InputWarning
+from wsls.errors import DataError, input_remark
 from wsls.io.case import Case
 from wsls.io.layouts import image_stem
 from wsls.io.modalities import modality_in_name, normalise_modalities
@@ -104,9 +103,9 @@ def misnamed(paths: Sequence[Path], slots: Sequence[str]) -> list[str]:
 
 
 def warn_misnamed(paths: Sequence[Path], slots: Sequence[str]) -> None:
-    """:func:`misnamed` as :class:`~wsls.errors.InputWarning` warnings."""
+    """:func:`misnamed` as input remarks (:func:`~wsls.errors.input_remark`)."""
     for remark in misnamed(paths, slots):
-        warnings.warn(remark, InputWarning, stacklevel=3)
+        input_remark(remark)
 
 
 def _from_folder(folder: Path, expected: tuple[str, ...]):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from wsls.errors import DataError, InputWarning
+from wsls.errors import DataError, input_remark
 from wsls.io import orientation
 from wsls.io.atomic import atomic_path
 from wsls.io.resample import resample_to_grid
@@ -286,12 +286,10 @@ def implausible_spacing(affine: np.ndarray) -> str | None:
 
 
 def warn_implausible_spacing(affine: np.ndarray, source: PathLike) -> None:
-    """Warn (:class:`~wsls.errors.InputWarning`, one line) about an implausible voxel size."""
-    import warnings
-
+    """Remark (:func:`~wsls.errors.input_remark`, one line) on an implausible voxel size."""
     remark = implausible_spacing(affine)
     if remark is not None:
-        warnings.warn(f"{source}: {remark}", InputWarning, stacklevel=3)
+        input_remark(f"{source}: {remark}")
 
 
 def _one_line(err: BaseException) -> str:

@@ -47,30 +47,15 @@ class CaseContext:
             "tensors", lambda: to_device(p.image, p.brain, method_device(self.models.classifier))
         )
 
-    def coarse_maps(self) -> tuple[Any, Any, float]:
-        """The method's classifier on its coarse view: (CAM, ACAM, probability), tensors."""
-        from wsls.method.maps import coarse_view_maps
-
-        m = self.models
-        return self.once(
-            "coarse", lambda: coarse_view_maps(m.classifier, *self.tensors(), m.config)
-        )
-
     def acam(self) -> np.ndarray:
-        return self.once("acam", lambda: self.coarse_maps()[1].cpu().numpy())
+        return self.once("acam", lambda: self.volume_maps().acam.cpu().numpy())
 
     def volume_maps(self):
         """The method's maps (ACAM and intensity posterior), on the device."""
-        from wsls.method.intensity import intensity_posterior
-        from wsls.method.segment import VolumeMaps
+        from wsls.method.segment import device_maps
 
-        def compute():
-            cam, acam, probability = self.coarse_maps()
-            x, b = self.tensors()
-            posterior = intensity_posterior(x, b, acam, self.models.config)
-            return VolumeMaps(acam, cam, probability, posterior)
-
-        return self.once("maps", compute)
+        m = self.models
+        return self.once("maps", lambda: device_maps(m.classifier, *self.tensors(), m.config))
 
     def result(self):
         """The method's segmentation, from the volume and maps already on the device."""

@@ -255,8 +255,10 @@ class QualityConfig:
     the classifier's probability is under ``min_probability``, the mask covers more than
     ``max_brain_fraction`` of the brain, its lesion-modality contrast with a ``shell``-voxel
     band around it is under ``min_contrast`` brain standard deviations, it exceeds
-    ``max_over_support`` times the supported lesion estimate, or it holds less than
-    ``min_support_in_mask`` of that estimate (the evidence points elsewhere)."""
+    ``max_over_support`` times the supported lesion estimate, it holds less than
+    ``min_support_in_mask`` of that estimate (the evidence points elsewhere), or, with several
+    classifiers, some member's estimate overlaps the followed one's by a Dice under
+    ``min_member_agreement``."""
 
     min_probability: float = 0.9
     max_brain_fraction: float = 0.3
@@ -264,6 +266,7 @@ class QualityConfig:
     shell: int = 5
     max_over_support: float = 1.5
     min_support_in_mask: float = 0.5
+    min_member_agreement: float = 0.5
 
     RULES = {
         "min_probability": FRACTION,
@@ -272,6 +275,7 @@ class QualityConfig:
         "shell": Rule("int", 1, 50),
         "max_over_support": POSITIVE,
         "min_support_in_mask": FRACTION,
+        "min_member_agreement": FRACTION,
     }
 
     def __post_init__(self) -> None:
@@ -309,6 +313,10 @@ class WSLSConfig:
         patch: classifier patches (size, lesion voxels that make a patch positive...).
         width, stages, head, fusion: the classifier (stages - 1 poolings).
         classifier: its schedule (epochs, patches per epoch); batch_size: patches per step.
+        classifier_members: classifiers trained alike from seeds seed, seed + 1, ...; on each
+            volume the method follows the one the others agree with (wsls.method.consensus),
+            and the verdict reports how far they agree. Each member costs its training and,
+            per volume, its maps and intensity model.
         baseline_classifier: the schedule of the CAM(GAP) and CAM(GMP) baselines.
         window_overlap: overlap of the sliding windows that compute a volume's maps.
         em: the intensity model whose posterior refines the ACAM.
@@ -344,6 +352,7 @@ class WSLSConfig:
     head: str = "acam"
     fusion: str = "mean"
     classifier: StageSchedule = field(default_factory=lambda: StageSchedule(10, 800))
+    classifier_members: int = 1
     baseline_classifier: StageSchedule = field(default_factory=lambda: StageSchedule(6, 800))
     batch_size: int = 8
     window_overlap: float = 0.5
@@ -374,6 +383,7 @@ class WSLSConfig:
         "head": Rule("str", choices=("acam", "gap", "gmp")),
         "fusion": Rule("str", choices=("mean", "geometric")),
         "classifier": NESTED,
+        "classifier_members": Rule("int", 1, 16),
         "baseline_classifier": NESTED,
         "batch_size": Rule("int", 1, 1024),
         "window_overlap": Rule("float", 0.0, 1.0, open_high=True),
@@ -426,14 +436,15 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
     """The paper's own choices on top of ``config``: its confident-voxel rule (ACAM >= 0.1
     lesion, <= 0.01 normal), candidates scored by mean ACAM, regions grown globally
     ({q : A(p, q) >= lambda}, no connectivity, anywhere in the brain), the context U-Net as
-    representation model, no self-training, no hole filling, every component kept. The paper
-    gives no rule for lambda: the variant keeps ``config.regions.threshold`` (None: wsls's
-    per-volume choice, by agreement with the intensity posterior)."""
+    representation model, one classifier, no self-training, no hole filling, every component
+    kept. The paper gives no rule for lambda: the variant keeps ``config.regions.threshold``
+    (None: wsls's per-volume choice, by agreement with the intensity posterior)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
         regions=replace(config.regions, connectivity=0, bound_margin=None, target="posterior"),
         embedding=replace(config.embedding, kind="unet"),
+        classifier_members=1,
         self_training=0,
         fill_holes=False,
         keep="all",

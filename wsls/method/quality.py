@@ -4,9 +4,10 @@ The method fails in a few recognisable ways: the classifier is unsure there is a
 probability); the lesion barely differs from the tissue around it in the lesion modality (so the
 intensity model cannot draw its boundary); the mask grows beyond what the evidence supports,
 covers an implausible share of the brain, or holds too little of the lesion estimate the
-evidence supports (the regions grew elsewhere). Each is measured on the prepared grid and
-compared with a bound; a segmentation that passes none is "ok", any other is "check" with the
-reasons, so a user knows which masks to look at.
+evidence supports (the regions grew elsewhere); with several classifiers, they disagree on where
+the lesion is. Each is measured on the prepared grid and compared with a bound; a segmentation
+that passes none is "ok", any other is "check" with the reasons, so a user knows which masks to
+look at.
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ def assess(
     probability: float,
     support: Tensor | None,
     config: QualityConfig,
+    agreement: float | None = None,
 ) -> Quality:
     """Judge one segmentation on the prepared grid.
 
     Args:
         mask, brain: (H, W, D) bool; image: (C, H, W, D) prepared (channel 0: the lesion
         modality); probability: the classifier's; support: the supported lesion estimate
-        (None for the paper's rule). Tensors on one device.
+        (None for the paper's rule); agreement: a classifier ensemble's (None for one
+        classifier). Tensors on one device.
     """
     n_brain = max(int(brain.sum()), 1)
     n_mask = int(mask.sum())
@@ -76,6 +79,8 @@ def assess(
         measures["over_support"] = n_mask / max(n_support, 1)
         if n_support:
             measures["support_in_mask"] = int((mask & support).sum()) / n_support
+    if agreement is not None:
+        measures["member_agreement"] = float(agreement)
     flags = []
     if n_mask == 0:
         flags.append("empty mask")
@@ -96,5 +101,10 @@ def assess(
         flags.append(
             f"the mask holds only {100 * measures['support_in_mask']:.0f} % of the "
             f"evidence-supported estimate"
+        )
+    if agreement is not None and agreement < config.min_member_agreement:
+        flags.append(
+            f"the classifiers disagree on where the lesion is (their estimates overlap by "
+            f"Dice {agreement:.2f})"
         )
     return Quality(tuple(flags), measures)

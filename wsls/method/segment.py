@@ -4,7 +4,7 @@ and post-processing (:func:`segment_volume`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from wsls.method.confident import ConfidentVoxels, select_confident, supported_lesion
 from wsls.method.config import WSLSConfig
+from wsls.method.consensus import consensus
 from wsls.method.embedding import embed_volume
 from wsls.method.intensity import intensity_posterior
 from wsls.method.maps import coarse_view_maps, inference_autocast
@@ -20,7 +21,7 @@ from wsls.method.postprocess import postprocess
 from wsls.method.quality import Quality, assess
 from wsls.method.regions import Regions, segment_regions
 from wsls.method.seeds import spread_seeds
-from wsls.models import Classifier3D
+from wsls.models import classifier_members
 from wsls.morphology import dilate
 
 
@@ -29,22 +30,24 @@ class VolumeMaps:
     """What the classifier and the intensity model say about one prepared volume.
 
     acam (H, W, D) in [0, 1] (zero outside the brain); cam (H, W, D) raw; probability: the best
-    window's lesion probability; posterior (H, W, D) EM lesion posterior. Tensors on the
-    method's device while it runs, numpy on the host after (``to_host``)."""
+    window's lesion probability; posterior (H, W, D) EM lesion posterior; agreement: with a
+    classifier ensemble, how far the members agree (``wsls.method.consensus``), else None.
+    Tensors on the method's device while it runs, numpy on the host after (``to_host``)."""
 
     acam: Any
     cam: Any
     probability: float
     posterior: Any
+    agreement: float | None = None
 
     def to_host(self) -> VolumeMaps:
-        return VolumeMaps(
-            _host(self.acam), _host(self.cam), self.probability, _host(self.posterior)
-        )
+        host = (_host(self.acam), _host(self.cam), self.probability, _host(self.posterior))
+        return VolumeMaps(*host, self.agreement)
 
     def to(self, device: torch.device) -> VolumeMaps:
         move = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-        return VolumeMaps(move(self.acam), move(self.cam), self.probability, move(self.posterior))
+        moved = (move(self.acam), move(self.cam), self.probability, move(self.posterior))
+        return VolumeMaps(*moved, self.agreement)
 
 
 @dataclass
@@ -83,17 +86,34 @@ def to_device(image: np.ndarray, brain: np.ndarray, device: torch.device) -> tup
 
 
 def device_maps(
-    classifier: Classifier3D, image: Tensor, brain: Tensor, config: WSLSConfig
+    classifier: nn.Module, image: Tensor, brain: Tensor, config: WSLSConfig
 ) -> VolumeMaps:
     """The classifier's maps (computed on its coarse view, upsampled to the prepared grid) and
-    the intensity posterior (on the prepared grid), as tensors on the volume's device."""
-    cam, acam, probability = coarse_view_maps(classifier, image, brain, config)
-    posterior = intensity_posterior(image, brain, acam, config)
-    return VolumeMaps(acam, cam, probability, posterior)
+    the intensity posterior (on the prepared grid), as tensors on the volume's device.
+
+    For a classifier ensemble, every member's maps and posterior, and those of the member whose
+    supported lesion estimate the others agree with (``wsls.method.consensus``); a member that
+    finds no lesion (probability under ``min_lesion_probability``) counts as an empty estimate.
+    """
+    views = []
+    for member in classifier_members(classifier):
+        cam, acam, probability = coarse_view_maps(member, image, brain, config)
+        posterior = intensity_posterior(image, brain, acam, config)
+        views.append(VolumeMaps(acam, cam, probability, posterior))
+    if len(views) == 1:
+        return views[0]
+    estimates = [
+        supported_lesion(v.acam, brain, v.posterior, config.confident)
+        if v.probability >= config.min_lesion_probability
+        else torch.zeros_like(brain)
+        for v in views
+    ]
+    chosen, agreement = consensus(estimates)
+    return replace(views[chosen], agreement=agreement)
 
 
 def volume_maps(
-    classifier: Classifier3D, image: np.ndarray, brain: np.ndarray, config: WSLSConfig
+    classifier: nn.Module, image: np.ndarray, brain: np.ndarray, config: WSLSConfig
 ) -> VolumeMaps:
     """:func:`device_maps` for a prepared volume on the host, returned to the host."""
     x, b = to_device(image, brain, method_device(classifier))
@@ -120,7 +140,7 @@ def growth_region(brain: Tensor, support: Tensor | None, margin: int | None) -> 
 
 
 def segment_volume(
-    classifier: Classifier3D,
+    classifier: nn.Module,
     embedding: nn.Module,
     image: np.ndarray,
     brain: np.ndarray,
@@ -155,7 +175,7 @@ def segment_on_device(
     )
     if m.probability < config.min_lesion_probability:
         empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
-        quality = assess(empty, b, x, m.probability, None, config.quality)
+        quality = assess(empty, b, x, m.probability, None, config.quality, m.agreement)
         return MethodResult(empty, m, confident, None, quality)
     evidence = lesion_evidence(m, support)
     lesion = confident.coords[confident.labels == 1]
@@ -170,5 +190,5 @@ def segment_on_device(
         target = support
     regions = segment_regions(emb, seeds, evidence, grow, config.regions, target)
     mask = postprocess(regions.mask, b, config, m.acam)
-    quality = assess(mask, b, x, m.probability, support, config.quality)
+    quality = assess(mask, b, x, m.probability, support, config.quality, m.agreement)
     return MethodResult(mask, m, confident, regions, quality)

@@ -12,18 +12,19 @@ from torch import nn
 from wsls.bundle import load_bundle, save_bundle
 from wsls.errors import BundleError, ConfigError
 from wsls.method.config import WSLSConfig, _from_dict
-from wsls.models import Classifier3D, build_model
+from wsls.models import Classifier3D, ClassifierEnsemble, build_model
 
 
 @dataclass
 class TrainedModels:
-    """A trained method: its config, the ACAM classifier, the representation model, the
-    baselines that were trained (name -> model), and the per-modality intensity signatures of
-    its training cases (``wsls.data.signatures``; None for bundles written without them), and
-    where it came from (``training``: case ids, sources, seed, wsls version, git commit)."""
+    """A trained method: its config, the ACAM classifier (or an ensemble of them,
+    ``config.classifier_members``), the representation model, the baselines that were trained
+    (name -> model), and the per-modality intensity signatures of its training cases
+    (``wsls.data.signatures``; None for bundles written without them), and where it came from
+    (``training``: case ids, sources, seed, wsls version, git commit)."""
 
     config: WSLSConfig
-    classifier: Classifier3D
+    classifier: Classifier3D | ClassifierEnsemble
     embedding: nn.Module
     baselines: dict[str, nn.Module] = field(default_factory=dict)
     signatures: dict[str, Any] | None = None

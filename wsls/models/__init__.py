@@ -1,6 +1,7 @@
-"""The networks: the ACAM classifier (heads acam, gap, gmp), the U-Net (context embedding f_R,
-S-UNet and WS-UNet) and the appearance-only embedding. ``build_model(spec_dict)`` rebuilds any
-of them from the ``spec_dict()`` it saved (model bundles use this)."""
+"""The networks: the ACAM classifier (heads acam, gap, gmp) and ensembles of it, the U-Net
+(context embedding f_R, S-UNet and WS-UNet) and the appearance-only embedding.
+``build_model(spec_dict)`` rebuilds any of them from the ``spec_dict()`` it saved (model
+bundles use this)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from wsls.models.classifier import (
     ClassifierSpec,
     upsample_map,
 )
+from wsls.models.ensemble import ClassifierEnsemble, EnsembleSpec, classifier_members
 from wsls.models.layers import gaussian_smooth
 from wsls.models.unet import UNet3D, UNetSpec
 
 _KINDS = {
     "classifier": (Classifier3D, ClassifierSpec),
+    "classifier_ensemble": (ClassifierEnsemble, EnsembleSpec),
     "unet": (UNet3D, UNetSpec),
     "appearance": (AppearanceEmbedding, AppearanceSpec),
 }
@@ -44,10 +47,13 @@ __all__ = [
     "AppearanceSpec",
     "Classifier3D",
     "ClassifierOutput",
+    "ClassifierEnsemble",
     "ClassifierSpec",
+    "EnsembleSpec",
     "UNet3D",
     "UNetSpec",
     "build_model",
+    "classifier_members",
     "gaussian_smooth",
     "upsample_map",
 ]

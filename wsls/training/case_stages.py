@@ -17,9 +17,7 @@ import torch
 
 from wsls.method.coarse import coarse_case
 from wsls.method.confident import ConfidentConfig, ConfidentVoxels, precision, select_confident
-from wsls.method.intensity import intensity_posterior
-from wsls.method.maps import coarse_view_maps
-from wsls.method.segment import VolumeMaps, method_device, segment_volume, to_device
+from wsls.method.segment import VolumeMaps, device_maps, method_device, segment_volume, to_device
 from wsls.training.case_store import CaseStore, fingerprint
 from wsls.training.per_case import Compute, stored_maps
 
@@ -84,9 +82,9 @@ def coarse_stage(cases, factor: int) -> Compute:
 
 
 def maps_stage(cases, classifier, config) -> Compute:
-    """Case i's maps (ACAM, on the classifier's coarse view), intensity posterior and confident
-    voxels, as :func:`wsls.method.segment.volume_maps` and ``select_confident`` give them;
-    with a voxel mask, also the precision of the paper's and the refined rules (evaluation)."""
+    """Case i's maps (ACAM on the classifier's coarse view, intensity posterior) and confident
+    voxels, as :func:`wsls.method.segment.volume_maps` and ``select_confident`` give them; with
+    a voxel mask, also the precision of the paper's and the refined rules (evaluation)."""
     device = method_device(classifier)
 
     def compute(index: int):
@@ -94,20 +92,17 @@ def maps_stage(cases, classifier, config) -> Compute:
         image, brain = _in_memory(case)
         t0 = _clock(device)
         x, b = to_device(image, brain, device)
-        cam, acam, probability = coarse_view_maps(classifier, x, b, config)
+        maps = device_maps(classifier, x, b, config).to_host()
         t1 = _clock(device)
-        posterior = intensity_posterior(x, b, acam, config)
-        maps = VolumeMaps(acam, cam, probability, posterior).to_host()
-        t2 = _clock(device)
         rule, seed = config.confident, config.seed + index
         selection = select_confident(maps.acam, brain, maps.posterior, rule, seed)
         selection = normal_only_if_healthy(case, selection)
-        t3 = time.perf_counter()
+        t2 = time.perf_counter()
         mask = case.mask
         meta = {
             "probability": float(maps.probability),
             "precision": precision_entry(selection, mask),
-            "seconds": {"maps": t1 - t0, "intensity": t2 - t1, "confident": t3 - t2},
+            "seconds": {"maps": t1 - t0, "confident": t2 - t1},
         }
         if mask is not None:
             meta["rules"] = _rule_stats(maps, brain, mask, config)

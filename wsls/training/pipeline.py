@@ -18,7 +18,7 @@ from wsls.io.atomic import atomic_write_text
 from wsls.method.config import StageSchedule, WSLSConfig
 from wsls.method.segment import method_device
 from wsls.method.trained import TrainedModels
-from wsls.models import Classifier3D, ClassifierSpec
+from wsls.models import Classifier3D, ClassifierEnsemble, ClassifierSpec
 from wsls.training.case_stages import (
     case_source,
     coarse_stage,
@@ -50,15 +50,39 @@ def _fit_config(
     )
 
 
+def _method_classifier(
+    cases, out: Path, config: WSLSConfig, resume: bool, device, progress, val_cases=()
+) -> nn.Module:
+    """The method's classifier, or its ensemble of ``classifier_members`` (member i trained
+    from seed ``config.seed + i`` in ``runs/classifier_member<i + 1>``; the first in
+    ``runs/classifier``, as a single classifier is)."""
+    members = [
+        _classifier(cases, out, config, config.head, resume, device, progress, val_cases, i)
+        for i in range(config.classifier_members)
+    ]
+    return members[0] if len(members) == 1 else ClassifierEnsemble.of(members)
+
+
 def _classifier(
-    cases, out: Path, config: WSLSConfig, head: str, resume: bool, device, progress, val_cases=()
+    cases,
+    out: Path,
+    config: WSLSConfig,
+    head: str,
+    resume: bool,
+    device,
+    progress,
+    val_cases=(),
+    member: int = 0,
 ) -> Classifier3D:
     schedule = config.classifier if head == config.head else config.baseline_classifier
     patch = replace(config.patch, samples_per_epoch=schedule.per_epoch)
     spec = ClassifierSpec(len(config.modalities), config.width, config.stages, head, config.fusion)
     train_config = ClassifierTrainConfig(spec, patch, config.batch_size)
     name = "classifier" if head == config.head else f"classifier_{head}"
+    if member:
+        name += f"_member{member + 1}"
     fit_config = _fit_config(config, schedule, device, progress)
+    fit_config.seed += member
     if val_cases:
         fit_config.select_metric, fit_config.select_mode = "auc", "max"
     result = train_classifier(
@@ -132,10 +156,11 @@ def _train_stages(
             f"train_wsls: unknown baselines {sorted(unknown)}; choose from {BASELINES}"
         )
     per_case = _PerCase(cases, out / "cases", resume, progress, workers, info)
-    log(f"[wsls] classifier ({config.head}) on {len(cases)} cases")
+    members = f" x {config.classifier_members}" if config.classifier_members > 1 else ""
+    log(f"[wsls] classifier ({config.head}{members}) on {len(cases)} cases")
     coarse = per_case.coarse(cases, "coarse", config.classifier_scale)
     coarse_val = per_case.coarse(val_cases, "coarse_val", config.classifier_scale)
-    classifier = _classifier(coarse, out, config, config.head, resume, device, progress, coarse_val)
+    classifier = _method_classifier(coarse, out, config, resume, device, progress, coarse_val)
     log("[wsls] maps, intensity model and confident voxels, case by case")
     maps_key = fingerprint("maps", classifier, config.to_dict(), str(method_device(classifier)))
     maps = per_case.run("maps", maps_key, maps_stage(cases, classifier, config))

@@ -156,3 +156,12 @@ def test_the_ensemble_follows_the_agreeing_members_and_flags_dissent(cases, sing
     )
     assert result.quality.measures["member_agreement"] == pytest.approx(followed.agreement)
     assert any("classifiers disagree" in f for f in result.quality.flags)
+
+
+def test_train_command_line_sets_the_member_count():
+    from wsls import cli
+
+    args = cli._parser().parse_args(["train", "data", "--out", "run", "--members", "3"])
+    assert cli._config(args).classifier_members == 3
+    args = cli._parser().parse_args(["train", "data", "--out", "run", "--preset", "ms"])
+    assert cli._config(args).classifier_members == 1

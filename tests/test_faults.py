@@ -845,6 +845,7 @@ def test_training_mistakes_are_one_line_before_preparing(fault_env, tmp_path, ca
     for argv, expected in [
         (["--patches", "-5"], "--patches must be >= 1, got -5"),
         (["--epochs", "0"], "--epochs must be >= 1, got 0"),
+        (["--members", "0"], "--members must be >= 1, got 0"),
         (["--device", "tpu"], "device 'tpu' is not a device torch knows"),
     ]:
         _cli_error(capsys, ["train", data, "--out", out, "--config", config, *argv], expected)

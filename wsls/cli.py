@@ -99,6 +99,8 @@ def _config(args: argparse.Namespace) -> Any:
                 args.patches if args.patches is not None else old.per_epoch,
             ),
         )
+    if args.members is not None:
+        config = replace(config, classifier_members=args.members)
     return config
 
 
@@ -114,7 +116,7 @@ def _at_least(args: argparse.Namespace, **minimums: int) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from wsls.training.run import train
 
-    _at_least(args, epochs=1, patches=1, workers=1)
+    _at_least(args, epochs=1, patches=1, members=1, workers=1)
     config = _config(args)
     bundle = train(
         args.data,
@@ -454,6 +456,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, help="classifier epochs")
     p.add_argument("--patches", type=int, help="classifier patches per epoch")
+    p.add_argument(
+        "--members",
+        type=int,
+        help="classifiers trained from consecutive seeds; segmenting follows their consensus "
+        "and flags disagreement (each costs its training and its maps per scan; default 1)",
+    )
     p.add_argument("--config", help="JSON file with WSLSConfig settings (or a bundle's config)")
     p.add_argument(
         "--baselines",

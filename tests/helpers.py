@@ -1,4 +1,4 @@
-"""Small helpers shared by the op tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
@@ -26,3 +26,23 @@ def allocated_bytes(fn) -> tuple[int, object]:
 
 def nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def tiny_config(**changes):
+    """A method small enough to train on 64x64x48 phantoms in seconds (``WSLSConfig``)."""
+    from wsls.data.patches import PatchConfig
+    from wsls.method.config import StageSchedule, WSLSConfig
+
+    return WSLSConfig(
+        **{
+            "modalities": ("flair", "t1c", "t1", "t2"),
+            "classifier_scale": 1,
+            "patch": PatchConfig(size=16, min_lesion_voxels=10, samples_per_epoch=16, flip_lr=True),
+            "width": 4,
+            "stages": 2,
+            "classifier": StageSchedule(1, 16),
+            "embedding_schedule": StageSchedule(1, 4),
+            "self_training": 1,
+            **changes,
+        }
+    )

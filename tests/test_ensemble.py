@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from wsls.data.patches import PatchConfig
+from tests.helpers import tiny_config
 from wsls.data.preprocess import PreprocessConfig, preprocess
 from wsls.errors import ConfigError
-from wsls.method.config import StageSchedule, WSLSConfig
+from wsls.method.config import WSLSConfig
 from wsls.method.consensus import consensus, overlap
 from wsls.method.segment import device_maps, segment_volume, to_device
 from wsls.method.trained import load_models, save_models
@@ -93,16 +93,7 @@ def cases():
     return prepared
 
 
-CONFIG = WSLSConfig(
-    modalities=("flair", "t1c", "t1", "t2"),
-    classifier_scale=1,
-    patch=PatchConfig(size=16, min_lesion_voxels=10, samples_per_epoch=16, flip_lr=True),
-    width=4,
-    stages=2,
-    classifier=StageSchedule(1, 16),
-    embedding_schedule=StageSchedule(1, 4),
-    self_training=0,
-)
+CONFIG = tiny_config(self_training=0)
 
 
 def _train(cases, out, **changes):

@@ -11,25 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from wsls.data.patches import PatchConfig
+from tests.helpers import tiny_config
 from wsls.data.preprocess import PreprocessConfig, preprocess
 from wsls.method.confident import select_confident
-from wsls.method.config import StageSchedule, WSLSConfig
+from wsls.method.config import WSLSConfig
 from wsls.method.segment import volume_maps
 from wsls.phantom.generate import make_phantom
 from wsls.training import pipeline
 from wsls.training.case_stages import normal_only_if_healthy
 
-CONFIG = WSLSConfig(
-    modalities=("flair", "t1c", "t1", "t2"),
-    classifier_scale=1,
-    patch=PatchConfig(size=16, min_lesion_voxels=10, samples_per_epoch=16, flip_lr=True),
-    width=4,
-    stages=2,
-    classifier=StageSchedule(1, 16),
-    embedding_schedule=StageSchedule(1, 4),
-    self_training=1,
-)
+CONFIG = tiny_config()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from wsls.method.config import RegionConfig
+from wsls.method.consensus import overlap
 from wsls.ops import affinity_grow, candidate_scores, mask_nms
 
 
@@ -26,13 +27,6 @@ class Regions(NamedTuple):
 
     def to_host(self) -> Regions:
         return Regions(*(v.cpu().numpy() for v in self[:4]), self.threshold)
-
-
-def _dice(a: Tensor, b: Tensor) -> float:
-    """Dice of two bool tensors (1 when both are empty)."""
-    inter = int((a & b).sum())
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * inter / total
 
 
 def grow_and_select(
@@ -81,7 +75,7 @@ def segment_regions(
     best: tuple[float, Regions] | None = None
     for lam in config.lambdas:
         regions = grow_and_select(embeddings, seeds, evidence, grow, lam, config)
-        agreement = _dice(regions.mask, target)
+        agreement = overlap(regions.mask, target)
         if best is None or agreement > best[0]:
             best = (agreement, regions)
     return best[1]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from wsls.method.config import ConfidentConfig
-from wsls.morphology import components_touching, dilate
+from wsls.morphology import components_touching, dilate, open_mask
 
 
 class ConfidentVoxels(NamedTuple):
@@ -58,6 +58,27 @@ def supported_lesion(
     hot = (weak_map >= config.lesion_map) & brain
     supported = components_touching(estimate, hot)
     return supported if supported.any() else hot & estimate
+
+
+def cut_thin_bridges(
+    support: np.ndarray, weak_map: np.ndarray, config: ConfidentConfig, radius: int
+) -> np.ndarray:
+    """The supported estimate without what hangs on by bridges thinner than about 2 * ``radius``
+    + 1 voxels: once opened, its components the weak map supports are kept with the estimate's
+    voxels within ``radius`` + 1 of them.
+
+    An intensity estimate can run from a lesion along bright cortex or white matter (a bias
+    field, a neighbouring hyperintensity) through narrow necks; the whole chain is one
+    component, so the ACAM that hits the lesion supports all of it. Unchanged when ``radius``
+    is 0 or the opening leaves no supported core (a lesion thinner than the neck itself).
+    """
+    if radius <= 0 or not bool(support.any()):
+        return support
+    hot = weak_map >= config.lesion_map
+    core = components_touching(open_mask(support, radius), hot)
+    if not bool(core.any()):
+        return support
+    return components_touching(support & dilate(core, radius + 1), hot)
 
 
 def select_confident(

@@ -161,6 +161,10 @@ class RegionConfig:
         estimate (None: anywhere in the brain).
     target: what lambda's segmentation must agree with: "posterior" (the intensity model's
         lesion estimate, posterior >= 0.5) or "support" (its components the ACAM hits).
+    bridge_radius: the supported estimate the segmentation starts from (seeds, bound, target,
+        verdict) is cut where bridges thinner than about twice this many voxels hold it
+        together (``wsls.method.confident.cut_thin_bridges``); 0 keeps it whole. Training
+        does not use it.
     """
 
     seeds: int = 64
@@ -171,6 +175,7 @@ class RegionConfig:
     min_score: float = 0.5
     bound_margin: int | None = 6
     target: str = "support"
+    bridge_radius: int = 2
 
     RULES = {
         "seeds": Rule("int", 1, 4096),
@@ -181,6 +186,7 @@ class RegionConfig:
         "min_score": FRACTION,
         "bound_margin": Rule("int", 0, 100, optional=True),
         "target": Rule("str", choices=("posterior", "support")),
+        "bridge_radius": Rule("int", 0, 20),
     }
 
     def __post_init__(self) -> None:

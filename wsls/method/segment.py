@@ -11,7 +11,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wsls.method.confident import ConfidentVoxels, select_confident, supported_lesion
+from wsls.method.confident import (
+    ConfidentVoxels,
+    cut_thin_bridges,
+    select_confident,
+    supported_lesion,
+)
 from wsls.method.config import WSLSConfig
 from wsls.method.consensus import consensus
 from wsls.method.embedding import embed_volume
@@ -170,6 +175,7 @@ def segment_on_device(
     support = None
     if config.confident.rule != "paper":
         support = supported_lesion(m.acam, b, m.posterior, config.confident)
+        support = cut_thin_bridges(support, m.acam, config.confident, config.regions.bridge_radius)
     confident = select_confident(
         m.acam, b, m.posterior, config.confident, config.seed, support=support
     )

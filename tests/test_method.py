@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from wsls.method.confident import precision, select_confident, supported_lesion
+from wsls.method.confident import (
+    cut_thin_bridges,
+    precision,
+    select_confident,
+    supported_lesion,
+)
 from wsls.method.config import (
     ConfidentConfig,
     EMConfig,
@@ -99,6 +104,29 @@ def test_supported_lesion_and_refined_rule(scene):
     assert brain[tuple(sel.coords.T)].all()
     with pytest.raises(ValueError, match="needs the EM posterior"):
         select_confident(weak, brain, None, ConfidentConfig())
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_thin_bridges_are_cut_from_the_support(kind):
+    shape = (48, 24, 24)
+    lesion = ball(shape, (12, 12, 12), 7)
+    ribbon = np.zeros(shape, bool)
+    ribbon[19:44, 11:13, 6:18] = True  # a 2-voxel sheet from the lesion on
+    elsewhere = ball(shape, (40, 12, 12), 3)  # a blob at the sheet's far end
+    support = lesion | ribbon | elsewhere
+    weak = np.where(ball(shape, (12, 12, 12), 3), 1.0, 0.0).astype(np.float32)
+    wrap = (lambda a: a) if kind == "numpy" else torch.from_numpy
+    cut = cut_thin_bridges(wrap(support), wrap(weak), ConfidentConfig(), radius=2)
+    cut = np.asarray(cut)
+    assert type(cut_thin_bridges(wrap(support), wrap(weak), ConfidentConfig(), 2)) is type(
+        wrap(support)
+    )
+    assert cut[lesion].all() and not cut[elsewhere].any()
+    assert cut[ribbon].sum() < 0.2 * ribbon.sum() and not (cut & ~support).any()
+    whole = cut_thin_bridges(wrap(support), wrap(weak), ConfidentConfig(), radius=0)
+    assert np.array_equal(np.asarray(whole), support)
+    thin = np.asarray(cut_thin_bridges(wrap(ribbon), wrap(weak), ConfidentConfig(), radius=2))
+    assert np.array_equal(thin, ribbon)  # nothing survives the opening: kept whole
 
 
 def test_paper_rule_thresholds(scene):

@@ -36,10 +36,24 @@ def test_same_answers_for_arrays_and_tensors(kind):
     assert unwrap(morphology.components_touching(m, wrap(marks))).sum() == 64
     assert unwrap(morphology.fill_holes(m))[13, 13, 13]
     assert unwrap(morphology.dilate(m, 1)).sum() > mask.sum()
+    assert not unwrap(morphology.open_mask(m, 2)).any()  # both blobs under 5 voxels wide
+    opened = unwrap(morphology.open_mask(m, 1))
+    assert opened.any() and not (opened & ~mask).any()
     smooth = unwrap(morphology.gaussian_filter(wrap(weights), 1.0))
     assert smooth.dtype == np.float32 and abs(smooth.sum() - 5.0) < 1e-3
     labels, count = morphology.label(m)
     assert count == 2 and type(labels) is type(m)
+
+
+def test_opening_removes_what_is_thinner_than_its_width():
+    mask = np.zeros((30, 12, 12), bool)
+    mask[2:9, 2:9, 2:9] = True  # a 7-voxel cube
+    mask[9:20, 5, 5] = True  # a 1-voxel rod
+    mask[20:27, 2:9, 2:9] = True
+    opened = morphology.open_mask(mask, 2)
+    assert morphology.label(opened)[1] == 2 and not (opened & ~mask).any()
+    assert opened[5, 5, 5] and opened[23, 5, 5] and not opened[14].any()
+    assert np.array_equal(morphology.open_mask(mask, 0), mask)
 
 
 def test_without_cupy_the_backend_says_so(monkeypatch):

@@ -261,8 +261,9 @@ class QualityConfig:
     the classifier's probability is under ``min_probability``, the mask covers more than
     ``max_brain_fraction`` of the brain, its lesion-modality contrast with a ``shell``-voxel
     band around it is under ``min_contrast`` brain standard deviations, it exceeds
-    ``max_over_support`` times the supported lesion estimate, it holds less than
-    ``min_support_in_mask`` of that estimate (the evidence points elsewhere), or, with several
+    ``max_over_support`` times the supported lesion estimate (whole: before the cut at thin
+    bridges), it holds less than ``min_support_in_mask`` of that estimate (the evidence points
+    elsewhere, or the cut left most of it out), or, with several
     classifiers, some member's estimate overlaps the followed one's by a Dice under
     ``min_member_agreement``."""
 

@@ -172,10 +172,11 @@ def segment_on_device(
 ) -> MethodResult:
     """:func:`segment_volume` on a volume, brain and maps already on the method's device; the
     result stays there."""
-    support = None
+    supported = support = None  # the evidence's estimate, whole and cut at thin bridges
     if config.confident.rule != "paper":
-        support = supported_lesion(m.acam, b, m.posterior, config.confident)
-        support = cut_thin_bridges(support, m.acam, config.confident, config.regions.bridge_radius)
+        supported = supported_lesion(m.acam, b, m.posterior, config.confident)
+        radius = config.regions.bridge_radius
+        support = cut_thin_bridges(supported, m.acam, config.confident, radius)
     confident = select_confident(
         m.acam, b, m.posterior, config.confident, config.seed, support=support
     )
@@ -196,5 +197,6 @@ def segment_on_device(
         target = support
     regions = segment_regions(emb, seeds, evidence, grow, config.regions, target)
     mask = postprocess(regions.mask, b, config, m.acam)
-    quality = assess(mask, b, x, m.probability, support, config.quality, m.agreement)
+    # judged against the whole estimate: a cut or a growth that leaves most of it out is flagged
+    quality = assess(mask, b, x, m.probability, supported, config.quality, m.agreement)
     return MethodResult(mask, m, confident, regions, quality)

@@ -164,7 +164,7 @@ class RegionConfig:
     bridge_radius: the supported estimate the segmentation starts from (seeds, bound, target,
         verdict) is cut where bridges thinner than about twice this many voxels hold it
         together (``wsls.method.confident.cut_thin_bridges``); 0 keeps it whole. Training
-        does not use it.
+        (its self-training segmentation included) does not cut.
     """
 
     seeds: int = 64

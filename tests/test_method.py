@@ -250,15 +250,16 @@ def test_config_round_trip():
 
 
 def test_a_setting_an_old_bundle_lacks_takes_its_presets_value():
-    from wsls.method.presets import preset_config
+    from wsls.method.presets import preset_config, saved_config
 
     for name in ("tumour", "ms"):
         saved = preset_config(name).to_dict()
         del saved["regions"]["bridge_radius"]  # written before the setting existed
-        loaded = WSLSConfig.from_dict(saved)
-        assert loaded == preset_config(name)
-    assert WSLSConfig.from_dict({"preset": "ms"}).regions.bridge_radius == 0
-    assert WSLSConfig.from_dict({}).regions.bridge_radius == 2
+        assert saved_config(saved) == preset_config(name)
+    assert saved_config({"preset": "ms"}).regions.bridge_radius == 0
+    assert saved_config({}).regions.bridge_radius == 2
+    with pytest.raises(ValueError, match="unknown settings"):
+        saved_config({"preset": "ms", "modalitys": ["flair"]})
 
 
 def test_otsu_threshold_splits_two_modes():

@@ -421,13 +421,6 @@ class WSLSConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WSLSConfig:
-        """The configuration ``to_dict`` gave; a setting ``data`` lacks (a bundle saved before
-        the setting existed) takes the value of the preset ``data`` names, not the tumour's."""
-        from wsls.method.presets import preset_config
-
-        preset = data.get("preset", cls.preset)
-        if isinstance(preset, str) and preset in PRESETS:
-            data = _merge(preset_config(preset).to_dict(), data)
         return _from_dict(cls, data)
 
     def updated(self, changes: dict[str, Any]) -> WSLSConfig:

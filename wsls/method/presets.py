@@ -15,6 +15,7 @@ The preset's name is saved in the bundle's configuration (``WSLSConfig.preset``)
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from wsls.errors import ConfigError
 from wsls.method.config import PRESETS, WSLSConfig
@@ -42,3 +43,12 @@ def preset_config(name: str) -> WSLSConfig:
         ),
         keep="all",
     )
+
+
+def saved_config(data: dict[str, Any]) -> WSLSConfig:
+    """The configuration a bundle saved (``WSLSConfig.to_dict``); a setting it lacks (saved
+    before the setting existed) takes the value of the preset it names, not the tumour's."""
+    preset = data.get("preset", WSLSConfig.preset)
+    if isinstance(preset, str) and preset in PRESETS:
+        return preset_config(preset).updated(data)
+    return WSLSConfig.from_dict(data)

@@ -12,6 +12,7 @@ from torch import nn
 from wsls.bundle import load_bundle, save_bundle
 from wsls.errors import BundleError, ConfigError
 from wsls.method.config import WSLSConfig, _from_dict
+from wsls.method.presets import saved_config
 from wsls.models import Classifier3D, ClassifierEnsemble, build_model
 
 
@@ -87,7 +88,7 @@ def method_config(doc: Any, path: str | Path) -> WSLSConfig:
     if not isinstance(method, dict):
         raise BundleError(f"{where}: not a wsls method bundle (no 'method' settings)")
     try:
-        return WSLSConfig.from_dict(method)
+        return saved_config(method)
     except (ConfigError, TypeError, ValueError) as exc:
         text = " ".join(str(exc).split())
         setting = _bad_setting(WSLSConfig, method)

@@ -255,8 +255,6 @@ def test_a_setting_an_old_bundle_lacks_takes_its_presets_value():
         del saved["regions"]["bridge_radius"]  # written before the setting existed
         assert saved_config(saved) == preset_config(name)
     assert saved_config({"preset": "ms"}).regions.bridge_radius == 0
-    assert not saved_config({"preset": "ms"}).em.blend_all
-    assert saved_config({}).em.blend_all
     assert saved_config({}).regions.bridge_radius == 2
     with pytest.raises(ValueError, match="unknown settings"):
         saved_config({"preset": "ms", "modalitys": ["flair"]})
@@ -298,34 +296,6 @@ def test_support_refinement_grows_the_prior_over_the_whole_lesion():
     assert dice(found[0], lesion) < 0.5
     assert dice(found[config.em.support_rounds], lesion) > 0.95
     assert not found[config.em.support_rounds][distractor].any()
-
-
-def test_blended_posterior_is_the_mean_of_the_lesion_modality_and_all_modality_ones():
-    from dataclasses import replace
-
-    rng = np.random.default_rng(1)
-    shape = (32, 32, 24)
-    brain = ball(shape, (16, 16, 12), 14)
-    lesion = ball(shape, (12, 16, 12), 6)
-    image = rng.normal(0.0, 0.5, (2, *shape))
-    image[0][lesion] += 2.0
-    image[1][lesion[:, :, ::-1]] -= 1.5  # a second modality that disagrees in part
-    T = torch.from_numpy
-    x, b = T((image * brain).astype(np.float32)), T(brain)
-    weak = T(ball(shape, (12, 16, 12), 3).astype(np.float32))
-    config = WSLSConfig()
-    assert config.em.blend_all
-    alone = {
-        ch: intensity_posterior(
-            x, b, weak, replace(config, em=replace(config.em, channels=ch, blend_all=False))
-        )
-        for ch in ("first", "all")
-    }
-    assert not torch.equal(alone["first"], alone["all"])
-    blended = intensity_posterior(x, b, weak, config)
-    torch.testing.assert_close(blended, 0.5 * (alone["first"] + alone["all"]))
-    one = intensity_posterior(x[:1], b, weak, config)  # one modality: nothing to blend
-    torch.testing.assert_close(one, alone["first"])
 
 
 def test_em_config_validation():

@@ -115,36 +115,23 @@ def test_killed_during_per_case_stage_resumes_without_recomputing(
     assert (run / "report.json").read_text() == (straight[0] / "report.json").read_text()
 
 
-def test_training_maps_and_self_training_leave_out_the_segmentation_refinements(
-    cases, straight, monkeypatch
-):
+def test_self_training_segments_without_the_cut_at_thin_bridges(cases, straight, monkeypatch):
     from wsls.training import case_stages
 
     _, models = straight
     seen = []
-    real_segment, real_maps = case_stages.segment_volume, case_stages.device_maps
+    real = case_stages.segment_volume
 
-    def segmenting(classifier, embedding, image, brain, config, maps):
+    def recording(classifier, embedding, image, brain, config, maps):
         seen.append(config)
-        return real_segment(classifier, embedding, image, brain, config, maps)
+        return real(classifier, embedding, image, brain, config, maps)
 
-    def mapping(classifier, x, b, config):
-        seen.append(config)
-        return real_maps(classifier, x, b, config)
-
-    monkeypatch.setattr(case_stages, "segment_volume", segmenting)
-    monkeypatch.setattr(case_stages, "device_maps", mapping)
-    config = replace(
-        models.config,
-        regions=replace(models.config.regions, bridge_radius=3),
-        em=replace(models.config.em, blend_all=True),
-    )
+    monkeypatch.setattr(case_stages, "segment_volume", recording)
+    config = replace(models.config, regions=replace(models.config.regions, bridge_radius=3))
     maps = volume_maps(models.classifier, cases[0].image, cases[0].brain, config)
     case_stages.self_training_voxels(models.classifier, models.embedding, cases[0], maps, config, 0)
-    case_stages.maps_stage(cases, models.classifier, config)(0)
-    assert [(c.regions.bridge_radius, c.em.blend_all) for c in seen] == [(0, False)] * 2
-    for c in seen:  # nothing else changed
-        assert replace(c, regions=config.regions, em=config.em) == config
+    assert [c.regions.bridge_radius for c in seen] == [0]
+    assert replace(seen[0], regions=config.regions) == config  # nothing else changed
 
 
 def test_damaged_case_output_is_recomputed_on_resume(cases, straight, tmp_path, monkeypatch):

@@ -39,10 +39,6 @@ class EMConfig:
         prior of the next fit; 0 fits once, on the ACAM alone.
     support_tolerance: the refinement stops once the supported estimate changes by less than
         this share of its voxels.
-    blend_all: the posterior is the mean of the mixture on ``channels`` and the one on all
-        modalities, each refined by its own supported estimate (wsls.method.intensity
-        .intensity_posterior). The segmentation's only: training keeps the mixture on
-        ``channels`` (wsls.training.case_stages.as_trained).
     """
 
     iterations: int = 30
@@ -57,7 +53,6 @@ class EMConfig:
     fit_voxels: int = 200_000
     support_rounds: int = 5
     support_tolerance: float = 0.02
-    blend_all: bool = True
 
     RULES = {
         "iterations": Rule("int", 1, 1000),
@@ -78,7 +73,6 @@ class EMConfig:
         "fit_voxels": Rule("int", 100),
         "support_rounds": Rule("int", 0, 50),
         "support_tolerance": FRACTION,
-        "blend_all": FLAG,
     }
 
     def __post_init__(self) -> None:

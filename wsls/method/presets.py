@@ -5,8 +5,7 @@
   classifier points at most). The defaults of :class:`~wsls.method.config.WSLSConfig`.
 - "ms": multiple sclerosis: many small lesions: FLAIR + T1 + T2, 16^3 patches at 1 mm, a patch
   positive from 5 lesion voxels, regions grown globally (lesions need not touch), every
-  component kept, the supported estimate not cut at thin bridges (the lesions are that thin),
-  the intensity posterior on FLAIR alone (not blended with all modalities).
+  component kept, the supported estimate not cut at thin bridges (the lesions are that thin).
 - "stroke": ischaemic stroke (ISLES): DWI + ADC + FLAIR, 24^3 patches at 1 mm... as "ms" but
   connected growth.
 
@@ -42,7 +41,6 @@ def preset_config(name: str) -> WSLSConfig:
             bound_margin=None if name == "ms" else config.regions.bound_margin,
             bridge_radius=0,
         ),
-        em=replace(config.em, blend_all=False),
         keep="all",
     )
 

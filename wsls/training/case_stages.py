@@ -17,7 +17,6 @@ import torch
 
 from wsls.method.coarse import coarse_case
 from wsls.method.confident import ConfidentConfig, ConfidentVoxels, precision, select_confident
-from wsls.method.config import WSLSConfig
 from wsls.method.segment import VolumeMaps, device_maps, method_device, segment_volume, to_device
 from wsls.training.case_store import CaseStore, fingerprint
 from wsls.training.per_case import Compute, stored_maps
@@ -82,18 +81,6 @@ def coarse_stage(cases, factor: int) -> Compute:
     return compute
 
 
-def as_trained(config: WSLSConfig) -> WSLSConfig:
-    """``config`` without the refinements of the final segmentation that came after the
-    networks were trained: the cut at thin bridges (``RegionConfig.bridge_radius``) and the
-    posterior blended with all modalities (``EMConfig.blend_all``). Training's maps and its
-    self-training segmentations use it, so the networks stay those trained before them."""
-    return replace(
-        config,
-        regions=replace(config.regions, bridge_radius=0),
-        em=replace(config.em, blend_all=False),
-    )
-
-
 def maps_stage(cases, classifier, config) -> Compute:
     """Case i's maps (ACAM on the classifier's coarse view, intensity posterior) and confident
     voxels, as :func:`wsls.method.segment.volume_maps` and ``select_confident`` give them; with
@@ -105,7 +92,7 @@ def maps_stage(cases, classifier, config) -> Compute:
         image, brain = _in_memory(case)
         t0 = _clock(device)
         x, b = to_device(image, brain, device)
-        maps = device_maps(classifier, x, b, as_trained(config)).to_host()
+        maps = device_maps(classifier, x, b, config).to_host()
         t1 = _clock(device)
         rule, seed = config.confident, config.seed + index
         selection = select_confident(maps.acam, brain, maps.posterior, rule, seed)
@@ -158,11 +145,14 @@ def self_training_stage(cases, classifier, embedding, maps: CaseStore, config) -
 
 def self_training_voxels(classifier, embedding, case, maps, config, index) -> ConfidentVoxels:
     """Confident voxels from the method's own segmentation: lesion well inside it (and
-    intensity-consistent), normal outside a margin around it; segmented :func:`as_trained`."""
+    intensity-consistent), normal outside a margin around it. That segmentation does not cut
+    the supported estimate at thin bridges (``RegionConfig.bridge_radius``): the cut is the
+    final segmentation's, so the networks stay those trained before it existed."""
     from scipy import ndimage as ndi
 
     image, brain = _in_memory(case)
-    mask = segment_volume(classifier, embedding, image, brain, as_trained(config), maps).mask
+    uncut = replace(config, regions=replace(config.regions, bridge_radius=0))
+    mask = segment_volume(classifier, embedding, image, brain, uncut, maps).mask
     inner = ndi.binary_erosion(mask, iterations=1) & (maps.posterior >= 0.5)
     outer = ~ndi.binary_dilation(mask, iterations=2) & brain
     pseudo = np.where(inner, 1.0, np.where(outer, 0.0, 0.5)).astype(np.float32)  # map and posterior

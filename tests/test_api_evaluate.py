@@ -79,6 +79,24 @@ def test_thresholds_are_tuned_on_training_cases_only(api_evaluation):
     assert {r["threshold"] for r in evaluation.per_case if r["method"] == WS_UNET} == {0.5}
 
 
+def test_the_method_rows_carry_its_quality_verdict(api_evaluation):
+    evaluation, out, cases = api_evaluation
+    verdicts = evaluation.verdicts()
+    assert set(verdicts) == {c.id for c in cases[2:]}
+    for row in evaluation.per_case:
+        assert ("verdict" in row) == (row["method"] == WSR), row["method"]
+    for case, v in verdicts.items():
+        assert v["verdict"] in ("ok", "check") and (v["verdict"] == "ok") == (not v["flags"])
+        row = next(r for r in evaluation.per_case if r["method"] == WSR and r["case"] == case)
+        assert v["dice"] == row["dice"]
+        assert f"- {case}: Dice {v['dice']:.3f}, {v['verdict']}" in evaluation.markdown()
+    with open(out / "per_case.csv") as handle:
+        written = [r for r in csv.DictReader(handle) if r["method"] == WSR]
+    assert {r["case"]: r["verdict"] for r in written} == {
+        case: v["verdict"] for case, v in verdicts.items()
+    }
+
+
 def test_files_are_written(api_evaluation):
     evaluation, out, _ = api_evaluation
     for name in (

@@ -167,6 +167,7 @@ def run_demo(
     tick = time.perf_counter()
     shown = test_cases[-1]
     seg = wsls.segment(list(shown.image_paths), models, case_id=shown.id)
+    log(f"[demo] {shown.id}: {seg.lesion_ml:.1f} ml, quality {seg.quality.summary()}")
     mask_path = seg.save(out / "segmentation" / f"{shown.id}_lesion.nii.gz")
     acam_path = seg.save_acam(out / "segmentation" / f"{shown.id}_acam.nii.gz")
     times["segment"] = time.perf_counter() - tick
@@ -189,6 +190,7 @@ def run_demo(
                 (SEGMENTATION, baseline + " + largest component"),
             )
         },
+        "verdicts": evaluation.verdicts(),
         "files": {
             "data": str(data),
             "bundle": str(bundle),

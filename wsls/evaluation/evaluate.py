@@ -121,10 +121,26 @@ class Evaluation:
                 return float(row.get(f"{metric}_mean", math.nan))
         return math.nan
 
+    def verdicts(self) -> dict[str, dict[str, Any]]:
+        """case -> the method's (ACAM+WSR) Dice, quality verdict ("ok" or "check") and flags."""
+        return {
+            r["case"]: {"dice": r["dice"], "verdict": r["verdict"], "flags": r["flags"]}
+            for r in self.per_case
+            if r["table"] == SEGMENTATION and r["method"] == WSR and "verdict" in r
+        }
+
     def markdown(self) -> str:
         text = "\n".join(
             markdown(self.summary(t), _TITLES[t]) for t in (LOCALISATION, SEGMENTATION)
         )
+        if verdicts := self.verdicts():
+            text += f"\nQuality verdict of {WSR} (judged without labels), per case:\n\n"
+            text += "".join(
+                f"- {case}: Dice {v['dice']:.3f}, {v['verdict']}"
+                + (f" ({v['flags']})" if v["flags"] else "")
+                + "\n"
+                for case, v in verdicts.items()
+            )
         if self.patch_auc:
             text += (
                 "\nPatch classification AUC on the held-out cases: "
@@ -401,6 +417,9 @@ def evaluate(
             for table in tables:
                 rows.append({"table": table, "method": name, "case": case.id, **scores})
                 rows[-1]["threshold"] = t
+                if name == WSR:  # the method says itself which masks to check
+                    quality = ctx.result().quality
+                    rows[-1].update(verdict=quality.verdict, flags="; ".join(quality.flags))
         lesion = int(truth.sum())
         if cfg.figure and (figure is None or lesion > figure[0]):
             figure = (lesion, _figure_slice(case, brain, truth, base_mod, ctx, methods, preds))

@@ -86,8 +86,9 @@ def method_device(classifier: nn.Module) -> torch.device:
 
 def to_device(image: np.ndarray, brain: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
     """A prepared volume on the method's device: the one copy from the host into the method."""
-    x = torch.as_tensor(np.ascontiguousarray(image, dtype=np.float32)).to(device)
-    return x, torch.as_tensor(np.ascontiguousarray(brain, dtype=bool)).to(device)
+    # writable: a read-only array (the volume cache's) would be shared by a CPU tensor
+    x = torch.as_tensor(np.require(image, np.float32, ("C", "W"))).to(device)
+    return x, torch.as_tensor(np.require(brain, bool, ("C", "W"))).to(device)
 
 
 def device_maps(

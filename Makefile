@@ -32,7 +32,7 @@ setup: build
 test: setup
 	$(PY) -m pytest -q
 
-# The whole method on a generated phantom (about 15 minutes on 2 CPU cores; DEMO_ARGS=--quick: 3).
+# The whole method on a generated phantom (7 to 18 minutes on the 2-core machines; DEMO_ARGS=--quick: half).
 DEMO_ARGS ?=
 demo: setup
 	$(PY) -m wsls.ops.selfcheck

@@ -104,7 +104,7 @@ def run_demo(
     Args:
         out_dir: everything goes there: data/, run/ (bundle, checkpoints), evaluation/,
             segmentation/, summary.json.
-        quick: a smaller, shorter run (about 3 minutes on 2 CPU cores instead of 5).
+        quick: a smaller run in about half the time (3 held-out phantoms instead of 4).
     """
     import wsls
     from wsls.evaluation.evaluate import (

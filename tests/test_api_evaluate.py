@@ -87,8 +87,6 @@ def test_the_method_rows_carry_its_quality_verdict(api_evaluation):
         assert ("verdict" in row) == (row["method"] == WSR), row["method"]
     for case, v in verdicts.items():
         assert v["verdict"] in ("ok", "check") and (v["verdict"] == "ok") == (not v["flags"])
-        row = next(r for r in evaluation.per_case if r["method"] == WSR and r["case"] == case)
-        assert v["dice"] == row["dice"]
         assert f"- {case}: Dice {v['dice']:.3f}, {v['verdict']}" in evaluation.markdown()
     with open(out / "per_case.csv") as handle:
         written = [r for r in csv.DictReader(handle) if r["method"] == WSR]

@@ -65,7 +65,7 @@ class CaseContext:
         return self.once(
             "result",
             lambda: segment_on_device(
-                m.embedding, *self.tensors(), self.volume_maps(), m.config
+                m.embedding, *self.tensors(), self.volume_maps(), m.config, m.classifier
             ).to_host(),
         )
 

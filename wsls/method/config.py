@@ -263,9 +263,11 @@ class QualityConfig:
     band around it is under ``min_contrast`` brain standard deviations, it exceeds
     ``max_over_support`` times the supported lesion estimate (whole: before the cut at thin
     bridges), it holds less than ``min_support_in_mask`` of that estimate (the evidence points
-    elsewhere, or the cut left most of it out), or, with several
-    classifiers, some member's estimate overlaps the followed one's by a Dice under
-    ``min_member_agreement``."""
+    elsewhere, or the cut left most of it out), the classifier's lesion probability stays
+    above ``max_erased_probability`` once the mask, dilated by ``erase_margin`` voxels, is
+    replaced by normal tissue (the lesion, or part of it, lies outside the mask:
+    wsls.method.erasure), or, with several classifiers, some member's estimate overlaps the
+    followed one's by a Dice under ``min_member_agreement``."""
 
     min_probability: float = 0.9
     max_brain_fraction: float = 0.3
@@ -276,6 +278,10 @@ class QualityConfig:
     max_over_support: float = 1.5
     min_support_in_mask: float = 0.5
     min_member_agreement: float = 0.5
+    # the probability at which the method decides that a volume holds a lesion
+    # (WSLSConfig.min_lesion_probability's default)
+    max_erased_probability: float = 0.5
+    erase_margin: int = 2
 
     RULES = {
         "min_probability": FRACTION,
@@ -285,6 +291,8 @@ class QualityConfig:
         "max_over_support": POSITIVE,
         "min_support_in_mask": FRACTION,
         "min_member_agreement": FRACTION,
+        "max_erased_probability": FRACTION,
+        "erase_margin": Rule("int", 0, 50),
     }
 
     def __post_init__(self) -> None:
@@ -338,6 +346,9 @@ class WSLSConfig:
         keep: "all" components of the final mask, or the "strongest" (the most ACAM: a single
             lesion such as a glioma).
         min_lesion_probability: a volume whose best window scores below this gets an empty mask.
+        second_look: when the classifier still sees a lesion once the mask is erased (the
+            verdict's erase test), segment again from its maps of the erased volume and keep
+            that mask if erasing it removes the lesion the classifier sees (wsls.method.segment).
         quality: the bounds of the quality verdict.
         bf16: run the networks under bf16 autocast on CUDA when segmenting (the ops and the
             intensity model stay in float32/float64); no effect on the CPU.
@@ -375,6 +386,7 @@ class WSLSConfig:
     min_component: int = 0
     keep: str = "strongest"
     min_lesion_probability: float = 0.5
+    second_look: bool = True
     quality: QualityConfig = field(default_factory=QualityConfig)
     bf16: bool = True
     segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
@@ -406,6 +418,7 @@ class WSLSConfig:
         "min_component": Rule("int", 0),
         "keep": Rule("str", choices=("all", "strongest")),
         "min_lesion_probability": FRACTION,
+        "second_look": FLAG,
         "quality": NESTED,
         "bf16": FLAG,
         "segmenter": NESTED,
@@ -445,9 +458,10 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
     """The paper's own choices on top of ``config``: its confident-voxel rule (ACAM >= 0.1
     lesion, <= 0.01 normal), candidates scored by mean ACAM, regions grown globally
     ({q : A(p, q) >= lambda}, no connectivity, anywhere in the brain), the context U-Net as
-    representation model, one classifier, no self-training, no hole filling, every component
-    kept. The paper gives no rule for lambda: the variant keeps ``config.regions.threshold``
-    (None: wsls's per-volume choice, by agreement with the intensity posterior)."""
+    representation model, one classifier, no self-training, no second look, no hole filling,
+    every component kept. The paper gives no rule for lambda: the variant keeps
+    ``config.regions.threshold`` (None: wsls's per-volume choice, by agreement with the
+    intensity posterior)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
@@ -455,6 +469,7 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
         embedding=replace(config.embedding, kind="unet"),
         classifier_members=1,
         self_training=0,
+        second_look=False,
         fill_holes=False,
         keep="all",
     )

@@ -4,10 +4,11 @@ The method fails in a few recognisable ways: the classifier is unsure there is a
 probability); the lesion barely differs from the tissue around it in the lesion modality (so the
 intensity model cannot draw its boundary); the mask grows beyond what the evidence supports,
 covers an implausible share of the brain, or holds too little of the lesion estimate the
-evidence supports (the regions grew elsewhere); with several classifiers, they disagree on where
-the lesion is. Each is measured on the prepared grid and compared with a bound; a segmentation
-that passes none is "ok", any other is "check" with the reasons, so a user knows which masks to
-look at.
+evidence supports (the regions grew elsewhere); the classifier still sees a lesion once the
+mask is erased (it lies beside the mask, or only part of it is in the mask); with several
+classifiers, they disagree on where the lesion is. Each is measured on the prepared grid and
+compared with a bound; a segmentation that passes none is "ok", any other is "check" with the
+reasons, so a user knows which masks to look at.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def assess(
     support: Tensor | None,
     config: QualityConfig,
     agreement: float | None = None,
+    erased: float | None = None,
 ) -> Quality:
     """Judge one segmentation on the prepared grid.
 
@@ -65,7 +67,8 @@ def assess(
         mask, brain: (H, W, D) bool; image: (C, H, W, D) prepared (channel 0: the lesion
         modality); probability: the classifier's; support: the supported lesion estimate
         (None for the paper's rule); agreement: a classifier ensemble's (None for one
-        classifier). Tensors on one device.
+        classifier); erased: the classifier's probability with the mask erased
+        (wsls.method.erasure; None: not measured). Tensors on one device.
     """
     n_brain = max(int(brain.sum()), 1)
     n_mask = int(mask.sum())
@@ -81,6 +84,8 @@ def assess(
             measures["support_in_mask"] = int((mask & support).sum()) / n_support
     if agreement is not None:
         measures["member_agreement"] = float(agreement)
+    if erased is not None:
+        measures["erased_probability"] = float(erased)
     flags = []
     if n_mask == 0:
         flags.append("empty mask")
@@ -101,6 +106,10 @@ def assess(
         flags.append(
             f"the mask holds only {100 * measures['support_in_mask']:.0f} % of the "
             f"evidence-supported estimate"
+        )
+    if n_mask and erased is not None and erased > config.max_erased_probability:
+        flags.append(
+            f"the classifier still sees a lesion once the mask is erased (probability {erased:.2f})"
         )
     if agreement is not None and agreement < config.min_member_agreement:
         flags.append(

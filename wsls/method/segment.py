@@ -20,6 +20,7 @@ from wsls.method.confident import (
 from wsls.method.config import WSLSConfig
 from wsls.method.consensus import consensus
 from wsls.method.embedding import embed_volume
+from wsls.method.erasure import erased_probability, erased_view
 from wsls.method.intensity import intensity_posterior
 from wsls.method.maps import coarse_view_maps, inference_autocast
 from wsls.method.postprocess import postprocess
@@ -101,21 +102,36 @@ def device_maps(
     supported lesion estimate the others agree with (``wsls.method.consensus``); a member that
     finds no lesion (probability under ``min_lesion_probability``) counts as an empty estimate.
     """
-    views = []
-    for member in classifier_members(classifier):
-        cam, acam, probability = coarse_view_maps(member, image, brain, config)
-        posterior = intensity_posterior(image, brain, acam, config)
-        views.append(VolumeMaps(acam, cam, probability, posterior))
-    if len(views) == 1:
-        return views[0]
+    return maps_of_views(member_views(classifier, image, brain, config), image, brain, config)
+
+
+def member_views(
+    classifier: nn.Module, image: Tensor, brain: Tensor, config: WSLSConfig
+) -> list[tuple[Tensor, Tensor, float]]:
+    """Per classifier member, its (CAM, ACAM, lesion probability) of the volume."""
+    return [coarse_view_maps(m, image, brain, config) for m in classifier_members(classifier)]
+
+
+def maps_of_views(
+    views: list[tuple[Tensor, Tensor, float]], image: Tensor, brain: Tensor, config: WSLSConfig
+) -> VolumeMaps:
+    """:func:`device_maps` from the members' views (:func:`member_views`); the intensity
+    model fits ``image`` (for the second look, the views are of another volume: the image with
+    the first mask erased)."""
+    maps = [
+        VolumeMaps(acam, cam, probability, intensity_posterior(image, brain, acam, config))
+        for cam, acam, probability in views
+    ]
+    if len(maps) == 1:
+        return maps[0]
     estimates = [
         supported_lesion(v.acam, brain, v.posterior, config.confident)
         if v.probability >= config.min_lesion_probability
         else torch.zeros_like(brain)
-        for v in views
+        for v in maps
     ]
     chosen, agreement = consensus(estimates)
-    return replace(views[chosen], agreement=agreement)
+    return replace(maps[chosen], agreement=agreement)
 
 
 def volume_maps(
@@ -152,6 +168,7 @@ def segment_volume(
     brain: np.ndarray,
     config: WSLSConfig,
     maps: VolumeMaps | None = None,
+    judge: bool = True,
 ) -> MethodResult:
     """ACAM + weakly supervised representation (ACAM+WSR) on one prepared volume.
 
@@ -161,19 +178,69 @@ def segment_volume(
     Args:
         image: (C, H, W, D) prepared; brain: (H, W, D) bool (numpy, on the host).
         maps: the volume's maps when already computed (on the host).
+        judge: run the classifier's erase test (verdict) and second look; training's own
+            segmentations (self-training) do without.
     """
     device = method_device(classifier)
     x, b = to_device(image, brain, device)
     m = maps.to(device) if maps is not None else device_maps(classifier, x, b, config)
-    return segment_on_device(embedding, x, b, m, config).to_host()
+    judged = classifier if judge else None
+    return segment_on_device(embedding, x, b, m, config, judged).to_host()
 
 
 def segment_on_device(
-    embedding: nn.Module, x: Tensor, b: Tensor, m: VolumeMaps, config: WSLSConfig
+    embedding: nn.Module,
+    x: Tensor,
+    b: Tensor,
+    m: VolumeMaps,
+    config: WSLSConfig,
+    classifier: nn.Module | None = None,
 ) -> MethodResult:
     """:func:`segment_volume` on a volume, brain and maps already on the method's device; the
-    result stays there."""
-    supported = support = None  # the evidence's estimate, whole and cut at thin bridges
+    result stays there.
+
+    With the classifier, the mask faces the erase test (``wsls.method.erasure``): when the
+    classifier still sees a lesion with the mask erased, and ``second_look`` is on, the method
+    segments again from the classifier's maps of that erased volume (the intensity model still
+    fits the whole image), and keeps the second mask (with ``keep="all"``, the union of both) if
+    erasing it leaves no lesion to the classifier; else the first, flagged.
+    """
+    if m.probability < config.min_lesion_probability:
+        empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
+        quality = assess(empty, b, x, m.probability, None, config.quality, m.agreement)
+        return MethodResult(empty, m, confident_voxels(m, b, config)[0], None, quality)
+    with inference_autocast(x.device, config.bf16):
+        emb = embed_volume(embedding, x, b).float()
+    result, supported = _segment(emb, x, b, m, config)
+    erased = None
+    if classifier is not None and bool(result.mask.any()):
+        views = member_views(classifier, erased_view(x, b, result.mask, config), b, config)
+        erased = max(probability for _, _, probability in views)
+        bound = config.quality.max_erased_probability
+        if config.second_look and erased > bound:
+            second = replace(maps_of_views(views, x, b, config), probability=m.probability)
+            look, look_supported = _segment(emb, x, b, second, config)
+            if config.keep == "all":  # several lesions: the second look adds to the first
+                look.mask = look.mask | result.mask
+                if supported is not None:
+                    look_supported = look_supported | supported
+            if bool(look.mask.any()):
+                look_erased = erased_probability(classifier, x, b, look.mask, config)
+                if look_erased <= bound:
+                    result, supported, erased = look, look_supported, look_erased
+    # judged against the whole estimate: a cut or a growth that leaves most of it out is flagged
+    result.quality = assess(
+        result.mask, b, x, m.probability, supported, config.quality, m.agreement, erased
+    )
+    return result
+
+
+def confident_voxels(
+    m: VolumeMaps, b: Tensor, config: WSLSConfig
+) -> tuple[ConfidentVoxels, Tensor | None, Tensor | None]:
+    """The confident voxels of the maps, and the supported lesion estimate they come from,
+    whole and cut at thin bridges (both None for the paper's rule)."""
+    supported = support = None
     if config.confident.rule != "paper":
         supported = supported_lesion(m.acam, b, m.posterior, config.confident)
         radius = config.regions.bridge_radius
@@ -181,23 +248,24 @@ def segment_on_device(
     confident = select_confident(
         m.acam, b, m.posterior, config.confident, config.seed, support=support
     )
-    if m.probability < config.min_lesion_probability:
-        empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
-        quality = assess(empty, b, x, m.probability, None, config.quality, m.agreement)
-        return MethodResult(empty, m, confident, None, quality)
+    return confident, supported, support
+
+
+def _segment(
+    emb: Tensor, x: Tensor, b: Tensor, m: VolumeMaps, config: WSLSConfig
+) -> tuple[MethodResult, Tensor | None]:
+    """Seeds, region growing on the embeddings ``emb`` and post-processing from the maps; the
+    result (its verdict not yet given) and the whole supported estimate."""
+    confident, supported, support = confident_voxels(m, b, config)
     evidence = lesion_evidence(m, support)
     lesion = confident.coords[confident.labels == 1]
     at = torch.as_tensor(lesion, device=x.device)
     weights = evidence[at[:, 0], at[:, 1], at[:, 2]].cpu().numpy()  # a few thousand values
     seeds = torch.as_tensor(spread_seeds(lesion, weights, config.regions.seeds), device=x.device)
-    with inference_autocast(x.device, config.bf16):
-        emb = embed_volume(embedding, x, b).float()
     grow = growth_region(b, support, config.regions.bound_margin)
     target = (m.posterior >= 0.5) & b
     if config.regions.target == "support" and support is not None:
         target = support
     regions = segment_regions(emb, seeds, evidence, grow, config.regions, target)
     mask = postprocess(regions.mask, b, config, m.acam)
-    # judged against the whole estimate: a cut or a growth that leaves most of it out is flagged
-    quality = assess(mask, b, x, m.probability, supported, config.quality, m.agreement)
-    return MethodResult(mask, m, confident, regions, quality)
+    return MethodResult(mask, m, confident, regions), supported

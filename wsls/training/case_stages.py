@@ -152,7 +152,7 @@ def self_training_voxels(classifier, embedding, case, maps, config, index) -> Co
 
     image, brain = _in_memory(case)
     uncut = replace(config, regions=replace(config.regions, bridge_radius=0))
-    mask = segment_volume(classifier, embedding, image, brain, uncut, maps).mask
+    mask = segment_volume(classifier, embedding, image, brain, uncut, maps, judge=False).mask
     inner = ndi.binary_erosion(mask, iterations=1) & (maps.posterior >= 0.5)
     outer = ~ndi.binary_dilation(mask, iterations=2) & brain
     pseudo = np.where(inner, 1.0, np.where(outer, 0.0, 0.5)).astype(np.float32)  # map and posterior

@@ -1,0 +1,128 @@
+"""The erase test of the quality verdict: the classifier's probability once the mask is gone."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import wsls
+from wsls import pretrained
+from wsls.data.preprocess import preprocess
+from wsls.io.layouts import open_dataset
+from wsls.method.config import QualityConfig
+from wsls.method.erasure import erase, erased_probability
+from wsls.method.intensity import intensity_posterior
+from wsls.method.quality import assess
+from wsls.method.segment import (
+    VolumeMaps,
+    device_maps,
+    segment_on_device,
+    segment_volume,
+    to_device,
+)
+from wsls.metrics import dice
+
+
+def test_erase_fills_the_region_with_the_median_of_the_rest_of_the_brain():
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.standard_normal((2, 10, 9, 8)).astype(np.float32))
+    brain = torch.zeros(10, 9, 8, dtype=torch.bool)
+    brain[1:9, 1:8, 1:7] = True
+    region = torch.zeros_like(brain)
+    region[2:5, 2:5, 0:4] = True  # partly outside the brain: those voxels stay as they were
+    before = image.clone()
+    out = erase(image, brain, region)
+    assert torch.equal(image, before)  # a copy
+    inside, rest = region & brain, brain & ~region
+    for c in range(2):
+        assert torch.all(out[c][inside] == before[c][rest].median())
+    assert torch.equal(out[:, ~inside], before[:, ~inside])
+    assert torch.equal(erase(image, brain, torch.zeros_like(brain)), image)
+    assert torch.equal(erase(image, brain, brain), image)  # no tissue left to fill from
+
+
+def test_the_verdict_flags_a_lesion_left_outside_the_mask():
+    brain = torch.ones(12, 12, 12, dtype=torch.bool)
+    mask = torch.zeros_like(brain)
+    mask[4:8, 4:8, 4:8] = True
+    image = torch.zeros(1, 12, 12, 12)
+    image[0][mask] = 5.0
+    config = QualityConfig()
+    for erased in (None, 0.2, config.max_erased_probability):
+        quality = assess(mask, brain, image, 0.99, mask, config, erased=erased)
+        assert quality.ok, quality.summary()
+        assert ("erased_probability" in quality.measures) == (erased is not None)
+    quality = assess(mask, brain, image, 0.99, mask, config, erased=0.97)
+    assert quality.flags == (
+        "the classifier still sees a lesion once the mask is erased (probability 0.97)",
+    )
+    assert quality.measures["erased_probability"] == 0.97
+
+
+@pytest.fixture(scope="module")
+def shipped_case(data_shared):
+    """The shipped tumour model, a shared BraTS case prepared for it, and its segmentation."""
+    models = wsls.load(pretrained.DEFAULT)
+    config = models.config
+    (ref,) = [
+        r
+        for r in open_dataset(data_shared / "brats2015", "auto", config.modalities)
+        if r.id == "brats_2013_pat0003_1"
+    ]
+    prepared = preprocess(ref.load(), config.preprocess)
+    x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
+    maps = device_maps(models.classifier, x, b, config)
+    result = segment_volume(
+        models.classifier, models.embedding, prepared.image, prepared.brain, config, maps
+    )
+    return models, prepared, maps, result
+
+
+def test_a_mask_on_the_tumour_takes_the_classifier_s_evidence_with_it(shipped_case):
+    """On a real scan: erasing the method's mask (Dice > 0.9 on this training case of the
+    shipped model) leaves a lesion-free brain to the classifier; erasing half of it, or the
+    tumour's mirror image, leaves the tumour, and the classifier still finds it."""
+    models, prepared, _, result = shipped_case
+    config = models.config
+    image = torch.from_numpy(np.ascontiguousarray(prepared.image, dtype=np.float32))
+    brain, mask = torch.from_numpy(prepared.brain), torch.from_numpy(result.mask)
+    truth = torch.from_numpy(prepared.mask) & brain
+    assert dice(result.mask, truth.numpy()) > 0.9
+    bound = config.quality.max_erased_probability
+    whole = erased_probability(models.classifier, image, brain, mask, config)
+    assert whole < bound
+    assert result.quality.measures["erased_probability"] == pytest.approx(whole)
+    rows = torch.nonzero(mask)[:, 0].double()
+    half = mask.clone()
+    half[int(torch.quantile(rows, 0.5)) :] = False
+    mirror = torch.flip(truth, (0,)) & brain & ~truth
+    for wrong in (half, mirror):
+        assert erased_probability(models.classifier, image, brain, wrong, config) > bound
+    assert "erased" not in result.quality.summary()
+
+
+def test_the_second_look_finds_the_tumour_that_the_first_mask_missed(shipped_case):
+    """Maps that point at the wrong side of the brain (the ACAM mirrored, and the intensity
+    posterior it leads to) give a mask beside the tumour; the erase test flags it, and the
+    second look, from the classifier's maps of the volume with that mask erased, finds the
+    tumour."""
+    models, prepared, maps, _ = shipped_case
+    config = models.config
+    x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
+    truth = prepared.mask & prepared.brain
+    acam = torch.flip(torch.as_tensor(maps.acam), (0,)) * b
+    wrong = VolumeMaps(acam, maps.cam, maps.probability, intensity_posterior(x, b, acam, config))
+    args = (models.embedding, x, b, wrong)
+    first = segment_on_device(*args, replace(config, second_look=False), models.classifier)
+    assert dice(first.mask.numpy(), truth) < 0.1
+    assert any("once the mask is erased" in f for f in first.quality.flags), first.quality.flags
+    unjudged = segment_on_device(*args, config)  # no classifier: no erase test, no second look
+    assert torch.equal(unjudged.mask, first.mask) and unjudged.quality.ok is False
+    assert "erased_probability" not in unjudged.quality.measures
+    second = segment_on_device(*args, config, models.classifier)
+    assert dice(second.mask.numpy(), truth) > 0.85
+    assert second.quality.measures["erased_probability"] < config.quality.max_erased_probability
+    assert second.quality.measures["probability"] == maps.probability  # the scan's, as before

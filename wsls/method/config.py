@@ -346,9 +346,12 @@ class WSLSConfig:
         keep: "all" components of the final mask, or the "strongest" (the most ACAM: a single
             lesion such as a glioma).
         min_lesion_probability: a volume whose best window scores below this gets an empty mask.
-        second_look: when the classifier still sees a lesion once the mask is erased (the
-            verdict's erase test), segment again from its maps of the erased volume and keep
-            that mask if erasing it removes the lesion the classifier sees (wsls.method.segment).
+        second_look: run the erase test (the verdict flags a mask that, once erased, leaves the
+            classifier a lesion) and, where it fails, segment again from the classifier's maps
+            of the erased volume, keeping that mask if erasing it removes the lesion the
+            classifier sees (wsls.method.segment). Off by default: a classifier that finds a
+            lesion in any window (trained on few scans, or tested on another site's) fails
+            every mask.
         quality: the bounds of the quality verdict.
         bf16: run the networks under bf16 autocast on CUDA when segmenting (the ops and the
             intensity model stay in float32/float64); no effect on the CPU.
@@ -386,7 +389,7 @@ class WSLSConfig:
     min_component: int = 0
     keep: str = "strongest"
     min_lesion_probability: float = 0.5
-    second_look: bool = True
+    second_look: bool = False
     quality: QualityConfig = field(default_factory=QualityConfig)
     bf16: bool = True
     segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)

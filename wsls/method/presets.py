@@ -2,12 +2,10 @@
 
 - "tumour": gliomas (BraTS whole tumour): FLAIR + T1c, the classifier on a 2 mm view with 32^3
   patches, regions grown near the supported estimate, one lesion kept (the component the
-  classifier points at most), a second look where the erase test fails. The defaults of
-  :class:`~wsls.method.config.WSLSConfig`.
+  classifier points at most). The defaults of :class:`~wsls.method.config.WSLSConfig`.
 - "ms": multiple sclerosis: many small lesions: FLAIR + T1 + T2, 16^3 patches at 1 mm, a patch
   positive from 5 lesion voxels, regions grown globally (lesions need not touch), every
-  component kept, the supported estimate not cut at thin bridges (the lesions are that thin),
-  no second look (its verdict keeps the erase test).
+  component kept, the supported estimate not cut at thin bridges (the lesions are that thin).
 - "stroke": ischaemic stroke (ISLES): DWI + ADC + FLAIR, 24^3 patches at 1 mm... as "ms" but
   connected growth.
 
@@ -44,7 +42,6 @@ def preset_config(name: str) -> WSLSConfig:
             bridge_radius=0,
         ),
         keep="all",
-        second_look=False,  # measured on gliomas only
     )
 
 

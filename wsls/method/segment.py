@@ -199,11 +199,11 @@ def segment_on_device(
     """:func:`segment_volume` on a volume, brain and maps already on the method's device; the
     result stays there.
 
-    With the classifier, the mask faces the erase test (``wsls.method.erasure``): when the
-    classifier still sees a lesion with the mask erased, and ``second_look`` is on, the method
-    segments again from the classifier's maps of that erased volume (the intensity model still
-    fits the whole image), and keeps the second mask (with ``keep="all"``, the union of both) if
-    erasing it leaves no lesion to the classifier; else the first, flagged.
+    With the classifier and ``second_look`` on, the mask faces the erase test
+    (``wsls.method.erasure``): when the classifier still sees a lesion with the mask erased,
+    the method segments again from the classifier's maps of that erased volume (the intensity
+    model still fits the whole image), and keeps the second mask (with ``keep="all"``, the
+    union of both) if erasing it leaves no lesion to the classifier; else the first, flagged.
     """
     if m.probability < config.min_lesion_probability:
         empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
@@ -213,11 +213,11 @@ def segment_on_device(
         emb = embed_volume(embedding, x, b).float()
     result, supported = _segment(emb, x, b, m, config)
     erased = None
-    if classifier is not None and bool(result.mask.any()):
+    if classifier is not None and config.second_look and bool(result.mask.any()):
         views = member_views(classifier, erased_view(x, b, result.mask, config), b, config)
         erased = max(probability for _, _, probability in views)
         bound = config.quality.max_erased_probability
-        if config.second_look and erased > bound:
+        if erased > bound:
             second = replace(maps_of_views(views, x, b, config), probability=m.probability)
             look, look_supported = _segment(emb, x, b, second, config)
             if config.keep == "all":  # several lesions: the second look adds to the first

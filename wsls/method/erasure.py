@@ -10,12 +10,10 @@ classifier still sees the lesion (``wsls.method.segment``).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from wsls.method.config import WSLSConfig
-from wsls.method.maps import coarse_view_maps
-from wsls.models import classifier_members
+from wsls.method.maps import member_views
 from wsls.morphology import dilate
 
 
@@ -38,24 +36,14 @@ def erased_view(image: Tensor, brain: Tensor, mask: Tensor, config: WSLSConfig) 
     return erase(image, brain, dilate(mask, margin) if margin else mask)
 
 
-def lesion_probability(
-    classifier: nn.Module, image: Tensor, brain: Tensor, config: WSLSConfig
-) -> float:
-    """The classifier's lesion probability of a volume: its best window's (for an ensemble,
-    the highest of its members').
-
-    Args:
-        image (C, H, W, D), brain (H, W, D) bool: tensors on the classifier's device.
-    """
-    with torch.no_grad():
-        return max(
-            coarse_view_maps(member, image, brain, config)[2]
-            for member in classifier_members(classifier)
-        )
-
-
 def erased_probability(
     classifier: nn.Module, image: Tensor, brain: Tensor, mask: Tensor, config: WSLSConfig
 ) -> float:
-    """:func:`lesion_probability` of the volume with the mask erased (:func:`erased_view`)."""
-    return lesion_probability(classifier, erased_view(image, brain, mask, config), brain, config)
+    """The classifier's lesion probability (its best window's; for an ensemble, the highest of
+    its members') of the volume with the mask erased (:func:`erased_view`).
+
+    Args:
+        image (C, H, W, D), brain and mask (H, W, D) bool: tensors on the classifier's device.
+    """
+    views = member_views(classifier, erased_view(image, brain, mask, config), brain, config)
+    return max(probability for _, _, probability in views)

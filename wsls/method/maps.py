@@ -11,7 +11,7 @@ from torch import Tensor
 from wsls.method.coarse import coarse_image, upsample
 from wsls.method.config import WSLSConfig
 from wsls.method.windows import sliding_window
-from wsls.models import Classifier3D, upsample_map
+from wsls.models import Classifier3D, classifier_members, upsample_map
 
 
 @torch.no_grad()
@@ -72,6 +72,14 @@ def coarse_view_maps(
     loc = upsample(loc.float(), factor, tuple(brain.shape)).clamp_min(0) * brain
     peak = loc.max()
     return cam, (loc / peak if peak > 0 else loc).float(), probability
+
+
+def member_views(
+    classifier: torch.nn.Module, image: Tensor, brain: Tensor, config: WSLSConfig
+) -> list[tuple[Tensor, Tensor, float]]:
+    """Per classifier member (the classifier itself, or an ensemble's members), its
+    :func:`coarse_view_maps` of the volume: (CAM, ACAM, lesion probability)."""
+    return [coarse_view_maps(m, image, brain, config) for m in classifier_members(classifier)]
 
 
 def inference_autocast(device: torch.device, bf16: bool):

@@ -22,12 +22,11 @@ from wsls.method.consensus import consensus
 from wsls.method.embedding import embed_volume
 from wsls.method.erasure import erased_probability, erased_view
 from wsls.method.intensity import intensity_posterior
-from wsls.method.maps import coarse_view_maps, inference_autocast
+from wsls.method.maps import inference_autocast, member_views
 from wsls.method.postprocess import postprocess
 from wsls.method.quality import Quality, assess
 from wsls.method.regions import Regions, segment_regions
 from wsls.method.seeds import spread_seeds
-from wsls.models import classifier_members
 from wsls.morphology import dilate
 
 
@@ -105,13 +104,6 @@ def device_maps(
     return maps_of_views(member_views(classifier, image, brain, config), image, brain, config)
 
 
-def member_views(
-    classifier: nn.Module, image: Tensor, brain: Tensor, config: WSLSConfig
-) -> list[tuple[Tensor, Tensor, float]]:
-    """Per classifier member, its (CAM, ACAM, lesion probability) of the volume."""
-    return [coarse_view_maps(m, image, brain, config) for m in classifier_members(classifier)]
-
-
 def maps_of_views(
     views: list[tuple[Tensor, Tensor, float]], image: Tensor, brain: Tensor, config: WSLSConfig
 ) -> VolumeMaps:
@@ -168,7 +160,6 @@ def segment_volume(
     brain: np.ndarray,
     config: WSLSConfig,
     maps: VolumeMaps | None = None,
-    judge: bool = True,
 ) -> MethodResult:
     """ACAM + weakly supervised representation (ACAM+WSR) on one prepared volume.
 
@@ -178,14 +169,11 @@ def segment_volume(
     Args:
         image: (C, H, W, D) prepared; brain: (H, W, D) bool (numpy, on the host).
         maps: the volume's maps when already computed (on the host).
-        judge: run the classifier's erase test (verdict) and second look; training's own
-            segmentations (self-training) do without.
     """
     device = method_device(classifier)
     x, b = to_device(image, brain, device)
     m = maps.to(device) if maps is not None else device_maps(classifier, x, b, config)
-    judged = classifier if judge else None
-    return segment_on_device(embedding, x, b, m, config, judged).to_host()
+    return segment_on_device(embedding, x, b, m, config, classifier).to_host()
 
 
 def segment_on_device(

@@ -146,13 +146,14 @@ def self_training_stage(cases, classifier, embedding, maps: CaseStore, config) -
 def self_training_voxels(classifier, embedding, case, maps, config, index) -> ConfidentVoxels:
     """Confident voxels from the method's own segmentation: lesion well inside it (and
     intensity-consistent), normal outside a margin around it. That segmentation does not cut
-    the supported estimate at thin bridges (``RegionConfig.bridge_radius``): the cut is the
-    final segmentation's, so the networks stay those trained before it existed."""
+    the supported estimate at thin bridges (``RegionConfig.bridge_radius``) nor look twice
+    (``second_look``): both are the final segmentation's, so the networks stay those trained
+    before they existed."""
     from scipy import ndimage as ndi
 
     image, brain = _in_memory(case)
-    uncut = replace(config, regions=replace(config.regions, bridge_radius=0))
-    mask = segment_volume(classifier, embedding, image, brain, uncut, maps, judge=False).mask
+    uncut = replace(config, regions=replace(config.regions, bridge_radius=0), second_look=False)
+    mask = segment_volume(classifier, embedding, image, brain, uncut, maps).mask
     inner = ndi.binary_erosion(mask, iterations=1) & (maps.posterior >= 0.5)
     outer = ~ndi.binary_dilation(mask, iterations=2) & brain
     pseudo = np.where(inner, 1.0, np.where(outer, 0.0, 0.5)).astype(np.float32)  # map and posterior

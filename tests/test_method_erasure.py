@@ -12,8 +12,8 @@ import wsls
 from wsls import pretrained
 from wsls.data.preprocess import preprocess
 from wsls.io.layouts import open_dataset
-from wsls.method.config import QualityConfig
-from wsls.method.erasure import erase, erased_probability
+from wsls.method.config import QualityConfig, WSLSConfig
+from wsls.method.erasure import erase, erased_probability, evidence_region
 from wsls.method.intensity import intensity_posterior
 from wsls.method.quality import assess
 from wsls.method.segment import (
@@ -55,11 +55,35 @@ def test_the_verdict_flags_a_lesion_left_outside_the_mask():
         quality = assess(mask, brain, image, 0.99, mask, config, erased=erased)
         assert quality.ok, quality.summary()
         assert ("erased_probability" in quality.measures) == (erased is not None)
-    quality = assess(mask, brain, image, 0.99, mask, config, erased=0.97)
-    assert quality.flags == (
-        "the classifier still sees a lesion once the mask is erased (probability 0.97)",
-    )
-    assert quality.measures["erased_probability"] == 0.97
+    for evidence in (None, 0.1):
+        quality = assess(mask, brain, image, 0.99, mask, config, erased=0.97, evidence=evidence)
+        assert quality.flags == (
+            "the classifier still sees a lesion once the mask is erased (probability 0.97)",
+        )
+        assert quality.measures["erased_probability"] == 0.97
+    # all the evidence erased and still a lesion: the classifier cannot vouch for any mask
+    quality = assess(mask, brain, image, 0.99, mask, config, erased=0.97, evidence=0.9)
+    assert quality.ok, quality.summary()
+    assert quality.measures["evidence_erased_probability"] == 0.9
+
+
+def test_the_evidence_region_is_the_mask_every_hot_voxel_and_the_estimates_they_support():
+    config = WSLSConfig()
+    cut = config.confident.lesion_map
+    brain = torch.ones(3, 8, dtype=torch.bool)
+    brain[2, 7] = False
+    mask = torch.zeros_like(brain)
+    mask[0, 0] = True
+    acam, posterior = torch.zeros(3, 8), torch.zeros(3, 8)
+    acam[1, 2], acam[1, 5], acam[2, 7] = cut, cut - 0.01, 1.0  # (2, 7) outside the brain
+    posterior[1, 1:4] = 0.9  # supported by the hot voxel (1, 2)
+    posterior[1, 5] = 0.9  # not supported: its ACAM is under the cut
+    after_acam = torch.zeros(3, 8)
+    after_acam[2, 4] = 1.0
+    maps = [(acam[..., None], posterior[..., None]), (after_acam[..., None], posterior[..., None])]
+    region = evidence_region(mask[..., None], maps, brain[..., None], config)[..., 0]
+    expected = [(0, 0), (1, 1), (1, 2), (1, 3), (2, 4)]
+    assert sorted(map(tuple, torch.nonzero(region).tolist())) == expected
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +151,46 @@ def test_the_second_look_finds_the_tumour_that_the_first_mask_missed(shipped_cas
     assert dice(second.mask.numpy(), truth) > 0.85
     assert second.quality.measures["erased_probability"] < config.quality.max_erased_probability
     assert second.quality.measures["probability"] == maps.probability  # the scan's, as before
+
+
+def test_keep_all_adds_the_second_look_to_the_first_mask(shipped_case):
+    """With ``keep="all"`` (several lesions), the second look's mask joins the first."""
+    models, prepared, maps, _ = shipped_case
+    config = replace(models.config, keep="all")
+    x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
+    truth = prepared.mask & prepared.brain
+    acam = torch.flip(torch.as_tensor(maps.acam), (0,)) * b
+    wrong = VolumeMaps(acam, maps.cam, maps.probability, intensity_posterior(x, b, acam, config))
+    args = (models.embedding, x, b, wrong)
+    first = segment_on_device(*args, replace(config, second_look=False), models.classifier)
+    both = segment_on_device(*args, config, models.classifier)
+    assert bool(first.mask.any()) and torch.all(both.mask[first.mask])
+    added = (both.mask & ~first.mask).numpy()
+    assert dice(added, truth) > 0.85
+
+
+class _SureEverywhere(torch.nn.Module):
+    """A classifier that finds a lesion in any window: the shipped one, its logits raised."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.inner, self.spec = classifier, classifier.spec
+
+    def forward(self, x):
+        out = self.inner(x)
+        return out._replace(logits=out.logits + 20.0)
+
+
+def test_a_classifier_that_cannot_vouch_leaves_the_erase_test_unread(shipped_case):
+    """A classifier still sure of a lesion once all it points at is erased: the erase test
+    fails the mask on the tumour, but the verdict does not read it, and no second look runs."""
+    models, prepared, maps, result = shipped_case
+    config = models.config
+    x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
+    sure = _SureEverywhere(models.classifier)
+    judged = segment_on_device(models.embedding, x, b, maps.to(x.device), config, sure)
+    assert torch.equal(judged.mask, torch.as_tensor(result.mask))  # no second look
+    measures = judged.quality.measures
+    assert measures["erased_probability"] > config.quality.max_erased_probability
+    assert measures["evidence_erased_probability"] > config.quality.max_erased_probability
+    assert judged.quality.flags == result.quality.flags

@@ -6,12 +6,21 @@ classifier gives a lesion-free brain. A mask beside the lesion, or on a part of 
 the lesion (or the rest of it) in the image, and the probability stays high. No label is
 needed, so the quality verdict can use it on any scan, and the method can look again where the
 classifier still sees the lesion (``wsls.method.segment``).
+
+The test is read only where the classifier can vouch for a mask: where its probability falls
+once all that it points at, before and after the mask is erased, is erased too
+(:func:`evidence_region`). A classifier trained on few scans, or run on another site's, may
+find a lesion in any window of a scan; erasing the true lesion then leaves it as sure as
+before, and the test would fail every mask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
+from wsls.method.confident import supported_lesion
 from wsls.method.config import WSLSConfig
 from wsls.method.maps import member_views
 from wsls.morphology import dilate
@@ -34,6 +43,19 @@ def erased_view(image: Tensor, brain: Tensor, mask: Tensor, config: WSLSConfig) 
     """The volume with the mask, dilated by ``quality.erase_margin`` voxels, erased."""
     margin = config.quality.erase_margin
     return erase(image, brain, dilate(mask, margin) if margin else mask)
+
+
+def evidence_region(
+    mask: Tensor, maps: Sequence[tuple[Tensor, Tensor]], brain: Tensor, config: WSLSConfig
+) -> Tensor:
+    """Everything the evidence points at: the mask and, for each (ACAM, intensity posterior)
+    pair of ``maps`` (the scan's, and those of the scan with the mask erased), the voxels whose
+    ACAM reaches ``confident.lesion_map`` and the lesion estimate they support."""
+    region = mask.clone()
+    for acam, posterior in maps:
+        region |= (acam >= config.confident.lesion_map) & brain
+        region |= supported_lesion(acam, brain, posterior, config.confident)
+    return region
 
 
 def erased_probability(

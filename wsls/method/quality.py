@@ -60,6 +60,7 @@ def assess(
     config: QualityConfig,
     agreement: float | None = None,
     erased: float | None = None,
+    evidence: float | None = None,
 ) -> Quality:
     """Judge one segmentation on the prepared grid.
 
@@ -68,7 +69,9 @@ def assess(
         modality); probability: the classifier's; support: the supported lesion estimate
         (None for the paper's rule); agreement: a classifier ensemble's (None for one
         classifier); erased: the classifier's probability with the mask erased
-        (wsls.method.erasure; None: not measured). Tensors on one device.
+        (wsls.method.erasure; None: not measured); evidence: its probability with all of its
+        evidence erased, measured where the mask fails the erase test (over the bound: the
+        classifier cannot vouch for any mask, and the test is not read). Tensors on one device.
     """
     n_brain = max(int(brain.sum()), 1)
     n_mask = int(mask.sum())
@@ -86,6 +89,8 @@ def assess(
         measures["member_agreement"] = float(agreement)
     if erased is not None:
         measures["erased_probability"] = float(erased)
+    if evidence is not None:
+        measures["evidence_erased_probability"] = float(evidence)
     flags = []
     if n_mask == 0:
         flags.append("empty mask")
@@ -107,7 +112,8 @@ def assess(
             f"the mask holds only {100 * measures['support_in_mask']:.0f} % of the "
             f"evidence-supported estimate"
         )
-    if n_mask and erased is not None and erased > config.max_erased_probability:
+    vouches = evidence is None or evidence <= config.max_erased_probability
+    if n_mask and erased is not None and erased > config.max_erased_probability and vouches:
         flags.append(
             f"the classifier still sees a lesion once the mask is erased (probability {erased:.2f})"
         )

@@ -20,7 +20,7 @@ from wsls.method.confident import (
 from wsls.method.config import WSLSConfig
 from wsls.method.consensus import consensus
 from wsls.method.embedding import embed_volume
-from wsls.method.erasure import erased_probability, erased_view
+from wsls.method.erasure import erased_probability, erased_view, evidence_region
 from wsls.method.intensity import intensity_posterior
 from wsls.method.maps import inference_autocast, member_views
 from wsls.method.postprocess import postprocess
@@ -188,10 +188,12 @@ def segment_on_device(
     result stays there.
 
     With the classifier and ``second_look`` on, the mask faces the erase test
-    (``wsls.method.erasure``): when the classifier still sees a lesion with the mask erased,
-    the method segments again from the classifier's maps of that erased volume (the intensity
-    model still fits the whole image), and keeps the second mask (with ``keep="all"``, the
-    union of both) if erasing it leaves no lesion to the classifier; else the first, flagged.
+    (``wsls.method.erasure``). When the classifier still sees a lesion with the mask erased,
+    and erasing all that it points at, before and after (``erasure.evidence_region``), leaves
+    it none (it can vouch for a mask), the method segments again from the classifier's maps of
+    the erased volume (the intensity model still fits the whole image), and keeps the second
+    mask (with ``keep="all"``, the union of both) if erasing it leaves no lesion to the
+    classifier; else the first, flagged. A classifier that cannot vouch leaves the test unread.
     """
     if m.probability < config.min_lesion_probability:
         empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
@@ -200,13 +202,17 @@ def segment_on_device(
     with inference_autocast(x.device, config.bf16):
         emb = embed_volume(embedding, x, b).float()
     result, supported = _segment(emb, x, b, m, config)
-    erased = None
+    erased = evidence = None
     if classifier is not None and config.second_look and bool(result.mask.any()):
         views = member_views(classifier, erased_view(x, b, result.mask, config), b, config)
         erased = max(probability for _, _, probability in views)
         bound = config.quality.max_erased_probability
         if erased > bound:
             second = replace(maps_of_views(views, x, b, config), probability=m.probability)
+            pairs = [(m.acam, m.posterior), (second.acam, second.posterior)]
+            region = evidence_region(result.mask, pairs, b, config)
+            evidence = erased_probability(classifier, x, b, region, config)
+        if evidence is not None and evidence <= bound:
             look, look_supported = _segment(emb, x, b, second, config)
             if config.keep == "all":  # several lesions: the second look adds to the first
                 look.mask = look.mask | result.mask
@@ -218,7 +224,7 @@ def segment_on_device(
                     result, supported, erased = look, look_supported, look_erased
     # judged against the whole estimate: a cut or a growth that leaves most of it out is flagged
     result.quality = assess(
-        result.mask, b, x, m.probability, supported, config.quality, m.agreement, erased
+        result.mask, b, x, m.probability, supported, config.quality, m.agreement, erased, evidence
     )
     return result
 

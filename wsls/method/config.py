@@ -349,9 +349,9 @@ class WSLSConfig:
         second_look: run the erase test (the verdict flags a mask that, once erased, leaves the
             classifier a lesion) and, where it fails, segment again from the classifier's maps
             of the erased volume, keeping that mask if erasing it removes the lesion the
-            classifier sees (wsls.method.segment). Off by default: a classifier that finds a
-            lesion in any window (trained on few scans, or tested on another site's) fails
-            every mask.
+            classifier sees (wsls.method.segment). The test is read only where the classifier
+            can vouch for a mask (wsls.method.erasure). On for the tumour preset, off for
+            "ms" and "stroke" (several lesions per scan; not measured there).
         quality: the bounds of the quality verdict.
         bf16: run the networks under bf16 autocast on CUDA when segmenting (the ops and the
             intensity model stay in float32/float64); no effect on the CPU.
@@ -389,7 +389,7 @@ class WSLSConfig:
     min_component: int = 0
     keep: str = "strongest"
     min_lesion_probability: float = 0.5
-    second_look: bool = False
+    second_look: bool = True
     quality: QualityConfig = field(default_factory=QualityConfig)
     bf16: bool = True
     segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)

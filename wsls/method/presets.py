@@ -5,7 +5,8 @@
   classifier points at most). The defaults of :class:`~wsls.method.config.WSLSConfig`.
 - "ms": multiple sclerosis: many small lesions: FLAIR + T1 + T2, 16^3 patches at 1 mm, a patch
   positive from 5 lesion voxels, regions grown globally (lesions need not touch), every
-  component kept, the supported estimate not cut at thin bridges (the lesions are that thin).
+  component kept, the supported estimate not cut at thin bridges (the lesions are that thin),
+  no erase test and second look (``WSLSConfig.second_look``: measured on tumours only).
 - "stroke": ischaemic stroke (ISLES): DWI + ADC + FLAIR, 24^3 patches at 1 mm... as "ms" but
   connected growth.
 
@@ -42,6 +43,7 @@ def preset_config(name: str) -> WSLSConfig:
             bridge_radius=0,
         ),
         keep="all",
+        second_look=False,
     )
 
 

@@ -115,7 +115,7 @@ def test_killed_during_per_case_stage_resumes_without_recomputing(
     assert (run / "report.json").read_text() == (straight[0] / "report.json").read_text()
 
 
-def test_self_training_segments_without_the_cut_at_thin_bridges(cases, straight, monkeypatch):
+def test_self_training_segments_without_the_cut_or_the_second_look(cases, straight, monkeypatch):
     from wsls.training import case_stages
 
     _, models = straight
@@ -131,7 +131,9 @@ def test_self_training_segments_without_the_cut_at_thin_bridges(cases, straight,
     maps = volume_maps(models.classifier, cases[0].image, cases[0].brain, config)
     case_stages.self_training_voxels(models.classifier, models.embedding, cases[0], maps, config, 0)
     assert [c.regions.bridge_radius for c in seen] == [0]
-    assert replace(seen[0], regions=config.regions) == config  # nothing else changed
+    assert config.second_look and not seen[0].second_look  # no erase test, no second look
+    restored = replace(seen[0], regions=config.regions, second_look=config.second_look)
+    assert restored == config  # nothing else changed
 
 
 def test_damaged_case_output_is_recomputed_on_resume(cases, straight, tmp_path, monkeypatch):

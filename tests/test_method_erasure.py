@@ -129,6 +129,15 @@ def test_a_mask_on_the_tumour_takes_the_classifier_s_evidence_with_it(shipped_ca
     assert "erased" not in result.quality.summary()
 
 
+def _beside_the_tumour(models, prepared, maps, config):
+    """segment_on_device's first arguments with maps that point at the wrong side of the
+    brain (the ACAM mirrored, and the intensity posterior it leads to), and the tumour."""
+    x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
+    acam = torch.flip(torch.as_tensor(maps.acam), (0,)) * b
+    wrong = VolumeMaps(acam, maps.cam, maps.probability, intensity_posterior(x, b, acam, config))
+    return (models.embedding, x, b, wrong), prepared.mask & prepared.brain
+
+
 def test_the_second_look_finds_the_tumour_that_the_first_mask_missed(shipped_case):
     """Maps that point at the wrong side of the brain (the ACAM mirrored, and the intensity
     posterior it leads to) give a mask beside the tumour; with ``second_look`` on, the erase
@@ -136,11 +145,7 @@ def test_the_second_look_finds_the_tumour_that_the_first_mask_missed(shipped_cas
     erased, finds the tumour."""
     models, prepared, maps, _ = shipped_case
     config = models.config
-    x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
-    truth = prepared.mask & prepared.brain
-    acam = torch.flip(torch.as_tensor(maps.acam), (0,)) * b
-    wrong = VolumeMaps(acam, maps.cam, maps.probability, intensity_posterior(x, b, acam, config))
-    args = (models.embedding, x, b, wrong)
+    args, truth = _beside_the_tumour(models, prepared, maps, config)
     first = segment_on_device(*args, replace(config, second_look=False), models.classifier)
     assert dice(first.mask.numpy(), truth) < 0.1
     assert "erased_probability" not in first.quality.measures  # off: no erase test
@@ -157,11 +162,7 @@ def test_keep_all_adds_the_second_look_to_the_first_mask(shipped_case):
     """With ``keep="all"`` (several lesions), the second look's mask joins the first."""
     models, prepared, maps, _ = shipped_case
     config = replace(models.config, keep="all")
-    x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
-    truth = prepared.mask & prepared.brain
-    acam = torch.flip(torch.as_tensor(maps.acam), (0,)) * b
-    wrong = VolumeMaps(acam, maps.cam, maps.probability, intensity_posterior(x, b, acam, config))
-    args = (models.embedding, x, b, wrong)
+    args, truth = _beside_the_tumour(models, prepared, maps, config)
     first = segment_on_device(*args, replace(config, second_look=False), models.classifier)
     both = segment_on_device(*args, config, models.classifier)
     assert bool(first.mask.any()) and torch.all(both.mask[first.mask])

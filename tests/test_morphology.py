@@ -93,3 +93,45 @@ def test_slicewise_fill_is_each_slice_filled():
         slices_filled += want.sum() - in_3d
         assert np.array_equal(morphology.fill_holes(mask, slicewise=True), want)
     assert slices_filled > 0  # the slices had holes of their own
+
+
+def _boxed_masks():
+    """Small masks with holes, inside the volume or on one of its faces, and empty ones."""
+    rng = np.random.default_rng(1)
+    for trial in range(24):
+        shape = tuple(int(n) for n in rng.integers(16, 28, 3))
+        mask = np.zeros(shape, bool)
+        if trial % 6 != 5:  # the sixth stays empty
+            size = rng.integers(4, 9, 3)
+            start = [int(rng.integers(0, n - k)) for n, k in zip(shape, size, strict=True)]
+            if trial % 3 == 0:  # on a face: a box there is clipped to the volume
+                start[trial % 2] = 0
+            box = tuple(slice(a, a + k) for a, k in zip(start, size, strict=True))
+            mask[box] = rng.random(tuple(size)) > 0.3
+        yield mask, rng.random(shape), rng.random(shape) < 0.05
+
+
+def test_operations_on_the_mask_box_give_scipys_whole_volume_answers():
+    """Every operation runs on the bounding box of the mask (grown by what it can reach):
+    the voxels are those of scipy on the whole volume, wherever the mask lies."""
+    from scipy import ndimage as ndi
+
+    six, full = ndi.generate_binary_structure(3, 1), ndi.generate_binary_structure(3, 3)
+    for mask, weights, marks in _boxed_masks():
+        labels, count = ndi.label(mask, six)
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        want_drop = (sizes >= 6)[labels] & mask
+        hit = np.unique(labels[marks & mask])
+        want_touch = np.isin(labels, hit[hit > 0])
+        l26, n26 = ndi.label(mask, full)
+        mass = np.bincount(l26.ravel(), weights=weights.ravel(), minlength=n26 + 1)
+        mass[0] = -np.inf
+        want_strongest = (l26 == mass.argmax()) if n26 else np.zeros_like(mask)
+        assert np.array_equal(morphology.drop_small_components(mask, 6), want_drop)
+        assert np.array_equal(morphology.components_touching(mask, marks), want_touch)
+        assert np.array_equal(morphology.strongest_component(mask, weights), want_strongest)
+        assert np.array_equal(morphology.fill_holes(mask), ndi.binary_fill_holes(mask))
+        if mask.any():
+            dilated, opened = ndi.binary_dilation(mask, iterations=3), ndi.binary_opening(mask)
+            assert np.array_equal(morphology.dilate(mask, 3), dilated)
+            assert np.array_equal(morphology.open_mask(mask, 1), opened)

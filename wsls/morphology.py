@@ -83,16 +83,48 @@ def label(mask: Any, connectivity: int = 6) -> tuple[Any, int]:
     return back(labels), count
 
 
-def _keep(a: Any, ndi: Any, back: Any, connectivity: int, choose) -> Any:
-    """The components of backend mask ``a`` that ``choose(labels, count, xp)`` marks (a bool
-    array over the labels, index 0 ignored)."""
-    labels, count = _label(a, ndi, connectivity)
+def _box(a: Any, margin: int) -> tuple[slice, ...] | None:
+    """The bounding box of backend mask ``a``'s voxels grown by ``margin`` (clipped to the
+    volume), or None when ``a`` is empty."""
     xp = _xp(a)
-    if count == 0:
-        return back(xp.zeros(a.shape, dtype=bool))
-    keep = choose(labels, count, xp)
-    keep[0] = False
-    return back(keep[labels])
+    box = []
+    for axis in range(a.ndim):
+        others = tuple(i for i in range(a.ndim) if i != axis)
+        hit = xp.flatnonzero(a.any(axis=others))
+        if hit.size == 0:
+            return None
+        start, stop = int(hit[0]) - margin, int(hit[-1]) + 1 + margin
+        box.append(slice(max(start, 0), min(stop, a.shape[axis])))
+    return tuple(box)
+
+
+def _within_box(a: Any, margin: int, operation, *others: Any) -> Any:
+    """``operation(a, *others)`` of backend mask ``a`` computed on the bounding box of its
+    voxels grown by ``margin`` and pasted into an empty volume: the same voxels as on the whole
+    volume for every operation here whose result reaches at most ``margin`` voxels beyond the
+    mask (the box holds all that it reads), at the cost of the box instead of the volume."""
+    out = _xp(a).zeros(a.shape, dtype=bool)
+    box = _box(a, margin)
+    if box is not None:
+        out[box] = operation(a[box], *(o[box] for o in others))
+    return out
+
+
+def _keep(a: Any, ndi: Any, back: Any, connectivity: int, choose, *others: Any) -> Any:
+    """The components of backend mask ``a`` that ``choose(labels, count, xp, *others)`` marks (a
+    bool array over the labels, index 0 ignored); ``others``: volumes ``choose`` reads, cropped
+    with the mask to its bounding box."""
+
+    def keep(a, *others):
+        labels, count = _label(a, ndi, connectivity)
+        xp = _xp(a)
+        if count == 0:
+            return xp.zeros(a.shape, dtype=bool)
+        chosen = choose(labels, count, xp, *others)
+        chosen[0] = False
+        return chosen[labels]
+
+    return back(_within_box(a.astype(bool), 0, keep, *others))
 
 
 def largest_component(mask: Any, connectivity: int = 26) -> Any:
@@ -113,9 +145,8 @@ def strongest_component(mask: Any, weights: Any, connectivity: int = 26) -> Any:
     """The connected component of ``mask`` with the largest sum of ``weights`` (same kind and
     device as ``mask``; empty stays empty)."""
     a, ndi, back = _to_backend(mask)
-    w = _to_backend(weights)[0]
 
-    def choose(labels, count, xp):
+    def choose(labels, count, xp, w):
         mass = xp.bincount(
             labels.ravel(), weights=w.ravel().astype(xp.float64), minlength=count + 1
         )
@@ -124,7 +155,7 @@ def strongest_component(mask: Any, weights: Any, connectivity: int = 26) -> Any:
         keep[int(mass.argmax())] = True
         return keep
 
-    return _keep(a, ndi, back, connectivity, choose)
+    return _keep(a, ndi, back, connectivity, choose, _to_backend(weights)[0])
 
 
 def drop_small_components(mask: Any, min_size: int, connectivity: int = 6) -> Any:
@@ -142,14 +173,13 @@ def drop_small_components(mask: Any, min_size: int, connectivity: int = 6) -> An
 def components_touching(mask: Any, marks: Any, connectivity: int = 6) -> Any:
     """The connected components of ``mask`` that hold at least one voxel of ``marks``."""
     a, ndi, back = _to_backend(mask)
-    m = _to_backend(marks)[0].astype(bool)
 
-    def choose(labels, count, xp):
+    def choose(labels, count, xp, m):
         keep = xp.zeros(count + 1, dtype=bool)
         keep[labels[m & (labels > 0)]] = True
         return keep
 
-    return _keep(a, ndi, back, connectivity, choose)
+    return _keep(a, ndi, back, connectivity, choose, _to_backend(marks)[0].astype(bool))
 
 
 def fill_holes(mask: Any, slicewise: bool = False) -> Any:
@@ -157,11 +187,15 @@ def fill_holes(mask: Any, slicewise: bool = False) -> Any:
     or sagittal slice (a hole open in 3D through one thin gap is still closed in the slices)."""
     a, ndi, back = _to_backend(mask)
     xp = _xp(a)
-    a = ndi.binary_fill_holes(a.astype(bool))
-    if slicewise:  # one call per axis: a structure that never reaches across slices
-        for axis in range(3):
-            a = ndi.binary_fill_holes(a, structure=xp.asarray(_in_plane_cross(axis)))
-    return back(a)
+
+    def fill(a):  # on the box grown by one voxel: what is open to its border is open outside
+        a = ndi.binary_fill_holes(a)
+        if slicewise:  # one call per axis: a structure that never reaches across slices
+            for axis in range(3):
+                a = ndi.binary_fill_holes(a, structure=xp.asarray(_in_plane_cross(axis)))
+        return a
+
+    return back(_within_box(a.astype(bool), 1, fill))
 
 
 def _in_plane_cross(axis: int) -> np.ndarray:
@@ -179,7 +213,7 @@ def dilate(mask: Any, voxels: int) -> Any:
     a = a.astype(bool)
     if voxels <= 0 or not bool(a.any()):
         return back(a.copy())
-    return back(ndi.binary_dilation(a, iterations=voxels))
+    return back(_within_box(a, voxels, lambda a: ndi.binary_dilation(a, iterations=voxels)))
 
 
 def open_mask(mask: Any, voxels: int) -> Any:
@@ -189,7 +223,7 @@ def open_mask(mask: Any, voxels: int) -> Any:
     a = a.astype(bool)
     if voxels <= 0 or not bool(a.any()):
         return back(a.copy())
-    return back(ndi.binary_opening(a, iterations=voxels))
+    return back(_within_box(a, 1, lambda a: ndi.binary_opening(a, iterations=voxels)))
 
 
 def gaussian_filter(volume: Any, sigma: float) -> Any:

@@ -160,6 +160,35 @@ def test_segment_regions_picks_lambda_by_the_estimate(scene):
     assert not empty.mask.any() and len(empty.kept) == 0
 
 
+def test_regions_grown_on_the_growth_box_are_those_of_the_whole_volume():
+    """segment_regions grows on the bounding box of ``grow``: the same mask, scores, kept
+    candidates and lambda as on the whole volume, with a target reaching beyond the box (the
+    Dice that picks lambda counts all of it), and no crop when a seed lies outside ``grow``."""
+    from wsls.method.regions import _segment_regions
+
+    shape, centre = (32, 32, 24), (12, 18, 12)
+    radius = np.sqrt(sum((g - c) ** 2 for g, c in zip(np.indices(shape), centre, strict=True)))
+    emb = torch.from_numpy(np.stack([0.2 * radius, 0 * radius]).astype(np.float32))
+    evidence = torch.from_numpy(np.exp(-radius / 8).astype(np.float32))
+    grow = torch.from_numpy(ball(shape, centre, 7))
+    target = torch.from_numpy(ball(shape, (16, 18, 12), 5))  # two voxels beyond the box
+    seeds, config = torch.tensor([centre]), RegionConfig()
+    whole = _segment_regions(emb, seeds, evidence, grow, config, target)
+    boxed = segment_regions(emb, seeds, evidence, grow, config, target)
+    assert whole.threshold == boxed.threshold
+    for got, want in zip(boxed[:4], whole[:4], strict=True):
+        assert torch.equal(got, want)
+    box = (slice(5, 20), slice(11, 26), slice(5, 20))
+    box_part = (emb[:, 5:20, 11:26, 5:20], seeds - torch.tensor([5, 11, 5]), evidence[box])
+    without_the_rest = _segment_regions(*box_part, grow[box], config, target[box])
+    assert without_the_rest.threshold != whole.threshold  # the rest of the target counts
+    outside = torch.tensor([centre, (25, 18, 12)])  # the second seed is off the growth region
+    beside = segment_regions(emb, outside, evidence, grow, config, target)
+    assert torch.equal(
+        beside.mask, _segment_regions(emb, outside, evidence, grow, config, target).mask
+    )
+
+
 def test_postprocess_fills_holes_and_drops_specks():
     brain = np.ones((20, 20, 20), bool)
     shell = ball(brain.shape, (10, 10, 10), 6) & ~ball(brain.shape, (10, 10, 10), 3)

@@ -13,7 +13,13 @@ from torch import Tensor
 
 def overlap(a: Tensor, b: Tensor) -> float:
     """Dice of two bool volumes; two empty ones agree (1)."""
-    total = int(a.sum()) + int(b.sum())
+    return dice_with(a, b, int(b.sum()))
+
+
+def dice_with(a: Tensor, b: Tensor, b_voxels: int) -> float:
+    """:func:`overlap` of ``a`` with a volume of ``b_voxels`` voxels whose part in ``a``'s
+    volume is ``b`` (the rest lies outside it)."""
+    total = int(a.sum()) + b_voxels
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 

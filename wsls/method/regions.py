@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from wsls.method.config import RegionConfig
-from wsls.method.consensus import overlap
+from wsls.method.consensus import dice_with
 from wsls.ops import affinity_grow, candidate_scores, mask_nms
 
 
@@ -67,15 +67,65 @@ def segment_regions(
         grow: (H, W, D) bool, where candidates may grow; target: (H, W, D) bool, the
             intensity model's lesion estimate, needed when ``config.threshold`` is None (lambda
             chosen by agreement with it).
+
+    The candidates never leave ``grow``, so they are grown on its bounding box (when it holds
+    every seed): the same regions at the cost of the box, not of the volume.
     """
+    if config.threshold is None and target is None:
+        raise ValueError("segment_regions: threshold=None needs a target to choose lambda")
+    box = _box(grow, seeds)
+    if box is None:
+        return _segment_regions(embeddings, seeds, evidence, grow, config, target)
+    start = torch.tensor([b.start for b in box], device=seeds.device)
+    in_box = _segment_regions(
+        embeddings[(slice(None), *box)].contiguous(),
+        seeds - start,
+        evidence[box].contiguous(),
+        grow[box].contiguous(),
+        config,
+        None if target is None else target[box].contiguous(),
+        None if target is None else int(target.sum()),
+    )
+    mask = torch.zeros_like(grow)
+    mask[box] = in_box.mask
+    return in_box._replace(mask=mask, seeds=seeds)
+
+
+def _box(grow: Tensor, seeds: Tensor) -> tuple[slice, ...] | None:
+    """The bounding box of ``grow``, or None when it is empty or leaves out a seed."""
+    box = []
+    for axis in range(3):
+        hit = torch.nonzero(grow.any(dim=[i for i in range(3) if i != axis])).squeeze(1)
+        if len(hit) == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    if len(seeds):
+        low = torch.tensor([b.start for b in box], device=seeds.device)
+        high = torch.tensor([b.stop for b in box], device=seeds.device)
+        if not bool(((seeds >= low) & (seeds < high)).all()):
+            return None
+    return tuple(box)
+
+
+def _segment_regions(
+    embeddings: Tensor,
+    seeds: Tensor,
+    evidence: Tensor,
+    grow: Tensor,
+    config: RegionConfig,
+    target: Tensor | None,
+    target_voxels: int | None = None,
+) -> Regions:
+    """:func:`segment_regions` on the volume given; ``target_voxels``: the target's size where
+    part of it lies outside that volume (the Dice that chooses lambda counts all of it)."""
     if config.threshold is not None:
         return grow_and_select(embeddings, seeds, evidence, grow, config.threshold, config)
-    if target is None:
-        raise ValueError("segment_regions: threshold=None needs a target to choose lambda")
+    if target_voxels is None:
+        target_voxels = int(target.sum())
     best: tuple[float, Regions] | None = None
     for lam in config.lambdas:
         regions = grow_and_select(embeddings, seeds, evidence, grow, lam, config)
-        agreement = overlap(regions.mask, target)
+        agreement = dice_with(regions.mask, target, target_voxels)
         if best is None or agreement > best[0]:
             best = (agreement, regions)
     return best[1]

@@ -85,14 +85,38 @@ def _init_components(x: Tensor, weights: Tensor, n: int) -> list[list]:
     return comps
 
 
-def _channels(values: Tensor, hot: Tensor, cold: Tensor, channels) -> Tensor:
+def _columns(values: Tensor, hot: Tensor, cold: Tensor, channels) -> tuple[int, ...]:
     if channels == "first":
-        return values[:, :1]
+        return (0,)
     if channels == "auto":
-        return values[:, [discriminative_channel(values, hot, cold)]]
+        return (discriminative_channel(values, hot, cold),)
     if channels == "all":
-        return values
-    return values[:, list(channels)]
+        return tuple(range(values.shape[1]))
+    return tuple(channels)
+
+
+class BrainVoxels:
+    """The brain's voxels of one volume as the mixture sees them, gathered once for all the
+    fits on that volume: their flat indices, their values (N, C) float64, and per choice of one
+    channel its distinct values with each voxel's row among them (a scan of integer intensities
+    has a few thousand distinct values among millions of voxels, so the posterior of every voxel
+    is computed once per value)."""
+
+    def __init__(self, image: Tensor, brain: Tensor):
+        self.shape, self.device = brain.shape, brain.device
+        self.index = torch.nonzero(brain.flatten()).squeeze(1)
+        self.values = image.flatten(1)[:, self.index].T.double()
+        self._distinct: dict[tuple[int, ...], tuple[Tensor, Tensor]] = {}
+
+    def distinct(self, columns: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        if columns not in self._distinct:
+            x = self.values[:, list(columns)]
+            if len(columns) == 1:  # torch.unique(dim=0) is many times slower than flat unique
+                values, row = torch.unique(x[:, 0], return_inverse=True)
+                self._distinct[columns] = values[:, None], row
+            else:  # value pairs are rarely shared
+                self._distinct[columns] = x, torch.arange(len(x), device=x.device)
+        return self._distinct[columns]
 
 
 def lesion_posterior(
@@ -106,24 +130,28 @@ def lesion_posterior(
     Returns:
         (H, W, D) float32 in [0, 1] on that device, zero outside the brain.
     """
-    config = config or EMConfig()
-    out = torch.zeros(brain.shape, dtype=torch.float32, device=brain.device)
-    n = int(brain.sum())
+    return _posterior(BrainVoxels(image, brain), weak_map, config or EMConfig())
+
+
+def _posterior(voxels: BrainVoxels, weak_map: Tensor, config: EMConfig) -> Tensor:
+    """:func:`lesion_posterior` on the brain's voxels gathered already."""
+    out = torch.zeros(voxels.shape, dtype=torch.float32, device=voxels.device)
+    n = len(voxels.index)
     if n < 20:
         return out
-    smooth = morphology.gaussian_filter(weak_map.float(), config.smooth_sigma)[brain]
+    smooth = morphology.gaussian_filter(weak_map.float(), config.smooth_sigma)
+    smooth = smooth.flatten()[voxels.index]
     peak = smooth.max()
     smooth = smooth / peak if peak > 0 else smooth
     prior = smooth.clamp(config.prior_floor, config.prior_ceiling).double()
-    values = image[:, brain].T.double()  # (N, C)
     hot, cold = smooth >= config.seed_high, smooth <= config.seed_low
     if int(hot.sum()) < 10 or int(cold.sum()) < 10:  # no usable map: split at the median
         middle = float(np.median(smooth.double().cpu().numpy()))
         hot, cold = smooth >= middle, smooth < middle
-    x = _channels(values, hot, cold, config.channels)
+    columns = _columns(voxels.values, hot, cold, config.channels)
     fit = torch.linspace(0, n - 1, min(n, config.fit_voxels), dtype=torch.float64)
-    fit = fit.to(torch.int64).to(x.device)
-    x_fit = x[fit]
+    fit = fit.to(torch.int64).to(out.device)
+    x_fit = voxels.values[fit][:, list(columns)]
     normal = _init_components(x_fit, cold[fit].double(), config.normal_components)
     lesion = _init_components(x_fit, hot[fit].double(), config.lesion_components)
     log_prior = torch.log1p(-prior), torch.log(prior)
@@ -136,23 +164,26 @@ def lesion_posterior(
             total = rows.sum().clamp_min(1e-8)
             for comp, r in zip(group, rows, strict=True):
                 comp[2] = (r.sum() / total).clamp_min(1e-6)
-    out[brain] = torch.sigmoid(_log_odds(x, log_prior, normal, lesion)).float()
+    distinct, row = voxels.distinct(columns)
+    log_odds = _log_odds(distinct, row, log_prior, normal, lesion)
+    out.view(-1)[voxels.index] = torch.sigmoid(log_odds).float()
     return out
 
 
-def _class_log(x: Tensor, group: list[list], log_p: Tensor) -> Tensor:
+def _class_log(x: Tensor, row: Tensor, group: list[list], log_p: Tensor) -> Tensor:
     logs = torch.stack(
         [
             torch.log(torch.as_tensor(pi, dtype=x.dtype)) + _gauss_logpdf(x, m, c)
             for m, c, pi in group
         ]
     )
-    return log_p + torch.logsumexp(logs, dim=0)
+    return log_p + torch.logsumexp(logs, dim=0)[row]
 
 
-def _log_odds(x: Tensor, log_prior, normal, lesion) -> Tensor:
-    """(N,) log of P(lesion | x) / P(normal | x) with the spatial prior, for the voxels x."""
-    return _class_log(x, lesion, log_prior[1]) - _class_log(x, normal, log_prior[0])
+def _log_odds(x: Tensor, row: Tensor, log_prior, normal, lesion) -> Tensor:
+    """(N,) log of P(lesion | x) / P(normal | x) with the spatial prior for N voxels whose
+    values are the rows ``row`` of x."""
+    return _class_log(x, row, lesion, log_prior[1]) - _class_log(x, row, normal, log_prior[0])
 
 
 def _responsibilities(x: Tensor, log_prior, normal, lesion) -> Tensor:
@@ -184,9 +215,9 @@ def intensity_posterior(image: Tensor, brain: Tensor, acam: Tensor, config: WSLS
     Args:
         image (C, H, W, D), brain (H, W, D) bool, acam (H, W, D): tensors on one device.
     """
-    prior, previous = acam, None
+    prior, previous, voxels = acam, None, BrainVoxels(image, brain)
     for _ in range(config.em.support_rounds + 1):
-        posterior = lesion_posterior(image, brain, prior, config.em)
+        posterior = _posterior(voxels, prior, config.em)
         if config.em.support_rounds == 0:
             break
         support = supported_lesion(acam, brain, posterior, config.confident)

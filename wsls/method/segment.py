@@ -204,29 +204,51 @@ def segment_on_device(
     result, supported = _segment(emb, x, b, m, config)
     erased = evidence = None
     if classifier is not None and config.second_look and bool(result.mask.any()):
-        views = member_views(classifier, erased_view(x, b, result.mask, config), b, config)
-        erased = max(probability for _, _, probability in views)
-        bound = config.quality.max_erased_probability
-        if erased > bound:
-            second = replace(maps_of_views(views, x, b, config), probability=m.probability)
-            pairs = [(m.acam, m.posterior), (second.acam, second.posterior)]
-            region = evidence_region(result.mask, pairs, b, config)
-            evidence = erased_probability(classifier, x, b, region, config)
-        if evidence is not None and evidence <= bound:
-            look, look_supported = _segment(emb, x, b, second, config)
-            if config.keep == "all":  # several lesions: the second look adds to the first
-                look.mask = look.mask | result.mask
-                if supported is not None:
-                    look_supported = look_supported | supported
-            if bool(look.mask.any()):
-                look_erased = erased_probability(classifier, x, b, look.mask, config)
-                if look_erased <= bound:
-                    result, supported, erased = look, look_supported, look_erased
+        result, supported, erased, evidence = _erase_test(
+            classifier, emb, x, b, m, config, result, supported
+        )
     # judged against the whole estimate: a cut or a growth that leaves most of it out is flagged
     result.quality = assess(
         result.mask, b, x, m.probability, supported, config.quality, m.agreement, erased, evidence
     )
     return result
+
+
+def _erase_test(
+    classifier: nn.Module,
+    emb: Tensor,
+    x: Tensor,
+    b: Tensor,
+    m: VolumeMaps,
+    config: WSLSConfig,
+    result: MethodResult,
+    supported: Tensor | None,
+) -> tuple[MethodResult, Tensor | None, float, float | None]:
+    """The erase test of ``result`` and, where it fails and the classifier can vouch, the second
+    look (:func:`segment_on_device`): the result kept, its supported estimate, its erased
+    probability, and the probability with all the evidence erased (None when the test passed).
+    """
+    views = member_views(classifier, erased_view(x, b, result.mask, config), b, config)
+    erased = max(probability for _, _, probability in views)
+    bound = config.quality.max_erased_probability
+    if erased <= bound:
+        return result, supported, erased, None
+    second = replace(maps_of_views(views, x, b, config), probability=m.probability)
+    pairs = [(m.acam, m.posterior), (second.acam, second.posterior)]
+    region = evidence_region(result.mask, pairs, b, config)
+    evidence = erased_probability(classifier, x, b, region, config)
+    if evidence > bound:  # the classifier cannot vouch: the test is not read
+        return result, supported, erased, evidence
+    look, look_supported = _segment(emb, x, b, second, config)
+    if config.keep == "all":  # several lesions: the second look adds to the first
+        look.mask = look.mask | result.mask
+        if supported is not None:
+            look_supported = look_supported | supported
+    if bool(look.mask.any()):
+        look_erased = erased_probability(classifier, x, b, look.mask, config)
+        if look_erased <= bound:
+            return look, look_supported, look_erased, evidence
+    return result, supported, erased, evidence
 
 
 def confident_voxels(

@@ -98,6 +98,12 @@ def _box(a: Any, margin: int) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
+def bounding_box(mask: Any, margin: int = 0) -> tuple[slice, ...] | None:
+    """The bounding box of the mask's voxels grown by ``margin`` (clipped to the volume), as
+    slices, or None when the mask is empty."""
+    return _box(_to_backend(mask)[0], margin)
+
+
 def _within_box(a: Any, margin: int, operation, *others: Any) -> Any:
     """``operation(a, *others)`` of backend mask ``a`` computed on the bounding box of its
     voxels grown by ``margin`` and pasted into an empty volume: the same voxels as on the whole

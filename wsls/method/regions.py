@@ -11,6 +11,7 @@ from torch import Tensor
 
 from wsls.method.config import RegionConfig
 from wsls.method.consensus import dice_with
+from wsls.morphology import bounding_box
 from wsls.ops import affinity_grow, candidate_scores, mask_nms
 
 
@@ -93,18 +94,12 @@ def segment_regions(
 
 def _box(grow: Tensor, seeds: Tensor) -> tuple[slice, ...] | None:
     """The bounding box of ``grow``, or None when it is empty or leaves out a seed."""
-    box = []
-    for axis in range(3):
-        hit = torch.nonzero(grow.any(dim=[i for i in range(3) if i != axis])).squeeze(1)
-        if len(hit) == 0:
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    if len(seeds):
-        low = torch.tensor([b.start for b in box], device=seeds.device)
-        high = torch.tensor([b.stop for b in box], device=seeds.device)
-        if not bool(((seeds >= low) & (seeds < high)).all()):
-            return None
-    return tuple(box)
+    box = bounding_box(grow)
+    if box is None or len(seeds) == 0:
+        return box
+    low = torch.tensor([b.start for b in box], device=seeds.device)
+    high = torch.tensor([b.stop for b in box], device=seeds.device)
+    return box if bool(((seeds >= low) & (seeds < high)).all()) else None
 
 
 def _segment_regions(

@@ -84,13 +84,13 @@ def label(mask: Any, connectivity: int = 6) -> tuple[Any, int]:
 
 
 def _box(a: Any, margin: int) -> tuple[slice, ...] | None:
-    """The bounding box of backend mask ``a``'s voxels grown by ``margin`` (clipped to the
-    volume), or None when ``a`` is empty."""
-    xp = _xp(a)
+    """The bounding box of mask ``a``'s voxels (a numpy or CuPy array, or a tensor: only its
+    three per-axis profiles leave its device) grown by ``margin`` (clipped to the volume), or
+    None when ``a`` is empty."""
     box = []
     for axis in range(a.ndim):
         others = tuple(i for i in range(a.ndim) if i != axis)
-        hit = xp.flatnonzero(a.any(axis=others))
+        hit = np.flatnonzero(a.any(axis=others).tolist())
         if hit.size == 0:
             return None
         start, stop = int(hit[0]) - margin, int(hit[-1]) + 1 + margin
@@ -100,8 +100,8 @@ def _box(a: Any, margin: int) -> tuple[slice, ...] | None:
 
 def bounding_box(mask: Any, margin: int = 0) -> tuple[slice, ...] | None:
     """The bounding box of the mask's voxels grown by ``margin`` (clipped to the volume), as
-    slices, or None when the mask is empty."""
-    return _box(_to_backend(mask)[0], margin)
+    slices, or None when the mask is empty (the mask stays where it is)."""
+    return _box(mask, margin)
 
 
 def _within_box(a: Any, margin: int, operation, *others: Any) -> Any:

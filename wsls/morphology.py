@@ -83,10 +83,10 @@ def label(mask: Any, connectivity: int = 6) -> tuple[Any, int]:
     return back(labels), count
 
 
-def _box(a: Any, margin: int) -> tuple[slice, ...] | None:
-    """The bounding box of mask ``a``'s voxels (a numpy or CuPy array, or a tensor: only its
-    three per-axis profiles leave its device) grown by ``margin`` (clipped to the volume), or
-    None when ``a`` is empty."""
+def bounding_box(a: Any, margin: int = 0) -> tuple[slice, ...] | None:
+    """The bounding box of mask ``a``'s voxels grown by ``margin`` (clipped to the volume), as
+    slices, or None when ``a`` is empty. ``a``: a numpy or CuPy array, or a tensor (only its
+    three per-axis profiles leave its device)."""
     box = []
     for axis in range(a.ndim):
         others = tuple(i for i in range(a.ndim) if i != axis)
@@ -98,19 +98,13 @@ def _box(a: Any, margin: int) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def bounding_box(mask: Any, margin: int = 0) -> tuple[slice, ...] | None:
-    """The bounding box of the mask's voxels grown by ``margin`` (clipped to the volume), as
-    slices, or None when the mask is empty (the mask stays where it is)."""
-    return _box(mask, margin)
-
-
 def _within_box(a: Any, margin: int, operation, *others: Any) -> Any:
     """``operation(a, *others)`` of backend mask ``a`` computed on the bounding box of its
     voxels grown by ``margin`` and pasted into an empty volume: the same voxels as on the whole
     volume for every operation here whose result reaches at most ``margin`` voxels beyond the
     mask (the box holds all that it reads), at the cost of the box instead of the volume."""
     out = _xp(a).zeros(a.shape, dtype=bool)
-    box = _box(a, margin)
+    box = bounding_box(a, margin)
     if box is not None:
         out[box] = operation(a[box], *(o[box] for o in others))
     return out

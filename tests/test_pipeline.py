@@ -3,6 +3,8 @@ saved as a bundle, reloaded and run."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -66,6 +68,7 @@ def test_train_save_load_segment(cases, tmp_path):
         width=4,
         stages=2,
         classifier=StageSchedule(1, 16),
+        classifier_batch_norm=2,
         embedding_schedule=StageSchedule(1, 4),
         segmenter_schedule=StageSchedule(1, 8),
         self_training=1,
@@ -80,6 +83,9 @@ def test_train_save_load_segment(cases, tmp_path):
     )
     assert set(models.baselines) == {"classifier_gap", "ws_unet"}
     assert (tmp_path / "run" / "report.json").exists()
+    for name, batches in (("classifier", 2), ("embedding", 0)):
+        run = json.loads((tmp_path / "run" / "runs" / name / "config.json").read_text())
+        assert run["fit"]["batch_norm_batches"] == batches, name
     path = save_models(models, tmp_path / "bundle")
     loaded = load_models(path, modalities=cases[0].modalities)
     test = cases[2]

@@ -334,6 +334,9 @@ class WSLSConfig:
             volume the method follows the one the others agree with (wsls.method.consensus),
             and the verdict reports how far they agree. Each member costs its training and,
             per volume, its maps and intensity model.
+        classifier_batch_norm: after training, the classifier's batch-norm statistics are
+            recomputed as exact means over this many training batches
+            (wsls.training.batch_norm); 0 keeps the running averages of its last steps.
         baseline_classifier: the schedule of the CAM(GAP) and CAM(GMP) baselines.
         window_overlap: overlap of the sliding windows that compute a volume's maps.
         em: the intensity model whose posterior refines the ACAM.
@@ -376,6 +379,7 @@ class WSLSConfig:
     fusion: str = "mean"
     classifier: StageSchedule = field(default_factory=lambda: StageSchedule(10, 800))
     classifier_members: int = 1
+    classifier_batch_norm: int = 0
     baseline_classifier: StageSchedule = field(default_factory=lambda: StageSchedule(6, 800))
     batch_size: int = 8
     window_overlap: float = 0.5
@@ -408,6 +412,7 @@ class WSLSConfig:
         "fusion": Rule("str", choices=("mean", "geometric")),
         "classifier": NESTED,
         "classifier_members": Rule("int", 1, 16),
+        "classifier_batch_norm": Rule("int", 0, 100_000),
         "baseline_classifier": NESTED,
         "batch_size": Rule("int", 1, 1024),
         "window_overlap": Rule("float", 0.0, 1.0, open_high=True),

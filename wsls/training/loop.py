@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import logging
 import time
 from dataclasses import asdict
@@ -31,6 +32,7 @@ import torch
 
 import wsls
 from wsls.training import epoch_row
+from wsls.training.batch_norm import recompute_batch_norm
 from wsls.training.checkpoint import (
     CheckpointError,
     check_model_state,
@@ -332,8 +334,22 @@ class _Trainer:
                 best = ckpt.model_state
         if best is not None:
             model.load_state_dict(best)
+        if self.config.batch_norm_batches and self.config.epochs > 0:
+            self._recompute_batch_norm(model)
         model = model.to("cpu").eval()
         return FitResult(model, self.history, self.best.epoch, self.run_dir, self.best.value)
+
+    def _recompute_batch_norm(self, model: torch.nn.Module) -> None:
+        """The returned model's batch-norm statistics over the first batches of the epoch
+        after the last, the same on every rank (``wsls.training.batch_norm``)."""
+        batches = self.task.train_batches(self.config.epochs, 0, 1)
+        batches = itertools.islice(batches, self.config.batch_norm_batches)
+        with self._autocast():
+            recompute_batch_norm(
+                model,
+                (move_to(b, self.device) for b in batches),
+                lambda m, b: self.task.training_step(m, b),
+            )
 
 
 def fit(

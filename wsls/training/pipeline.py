@@ -83,6 +83,7 @@ def _classifier(
         name += f"_member{member + 1}"
     fit_config = _fit_config(config, schedule, device, progress)
     fit_config.seed += member
+    fit_config.batch_norm_batches = config.classifier_batch_norm
     if val_cases:
         fit_config.select_metric, fit_config.select_mode = "auc", "max"
     result = train_classifier(

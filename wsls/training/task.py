@@ -37,6 +37,9 @@ class FitConfig:
         select_mode: "min" or "max".
         overwrite: allow a fresh (not resumed) run in a folder that holds a checkpoint.
         find_unused_parameters: passed to DistributedDataParallel.
+        batch_norm_batches: after training, the returned model's batch-norm statistics are
+            recomputed as exact means over this many training batches (the first of a further
+            epoch; ``wsls.training.batch_norm``); 0 keeps the running averages.
     """
 
     epochs: int = 10
@@ -52,6 +55,7 @@ class FitConfig:
     select_mode: str = "min"
     overwrite: bool = False
     find_unused_parameters: bool = False
+    batch_norm_batches: int = 0
 
     RULES = {
         "epochs": Rule("int", 0, 100_000),
@@ -67,6 +71,7 @@ class FitConfig:
         "select_mode": Rule("str", choices=("min", "max")),
         "overwrite": FLAG,
         "find_unused_parameters": FLAG,
+        "batch_norm_batches": Rule("int", 0, 100_000),
     }
 
     def __post_init__(self) -> None:

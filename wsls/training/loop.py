@@ -345,11 +345,8 @@ class _Trainer:
         batches = self.task.train_batches(self.config.epochs, 0, 1)
         batches = itertools.islice(batches, self.config.batch_norm_batches)
         with self._autocast():
-            recompute_batch_norm(
-                model,
-                (move_to(b, self.device) for b in batches),
-                lambda m, b: self.task.training_step(m, b),
-            )
+            on_device = (move_to(b, self.device) for b in batches)
+            recompute_batch_norm(model, on_device, self.task.training_step)
 
 
 def fit(

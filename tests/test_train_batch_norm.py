@@ -101,7 +101,7 @@ def test_fit_recomputes_the_returned_models_statistics(tmp_path):
     expected = plain.model
     task = NormedToyTask()
     first = list(task.train_batches(2, 0, 1))[:3]  # the epoch after the last
-    recompute_batch_norm(expected, first, lambda m, b: task.training_step(m, b))
+    recompute_batch_norm(expected, first, task.training_step)
     norm, got = expected[1], normed.model[1]
     torch.testing.assert_close(got.running_mean, norm.running_mean, rtol=0, atol=0)
     torch.testing.assert_close(got.running_var, norm.running_var, rtol=0, atol=0)

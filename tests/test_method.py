@@ -20,6 +20,7 @@ from wsls.method.config import (
     RegionConfig,
     StageSchedule,
     WSLSConfig,
+    paper_variant,
 )
 from wsls.method.intensity import intensity_posterior, lesion_posterior
 from wsls.method.postprocess import postprocess
@@ -135,6 +136,15 @@ def test_paper_rule_thresholds(scene):
     sel = select_confident(weak * 0.5, brain, None, ConfidentConfig.paper(budget=10_000))
     values = (weak * 0.5)[tuple(sel.coords.T)]
     assert np.all(values[sel.labels == 1] >= 0.1) and np.all(values[sel.labels == 0] <= 0.01)
+
+
+def test_paper_variant_keeps_the_classifier_as_training_left_it():
+    config = WSLSConfig()
+    paper = paper_variant(config)
+    assert config.classifier_batch_norm > 0 and paper.classifier_batch_norm == 0
+    assert paper.confident == ConfidentConfig.paper(config.confident.budget)
+    assert (paper.self_training, paper.second_look, paper.embedding.kind) == (0, False, "unet")
+    assert paper_variant(paper) == paper
 
 
 def test_spread_seeds_cover_blobs():

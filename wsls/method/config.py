@@ -336,7 +336,8 @@ class WSLSConfig:
             per volume, its maps and intensity model.
         classifier_batch_norm: after training, the classifier's batch-norm statistics are
             recomputed as exact means over this many training batches
-            (wsls.training.batch_norm); 0 keeps the running averages of its last steps.
+            (wsls.training.batch_norm); 0 keeps the running averages of its last steps,
+            which label a fold's held-out patches worse (benchmarks/classifier_batch_norm.py).
         baseline_classifier: the schedule of the CAM(GAP) and CAM(GMP) baselines.
         window_overlap: overlap of the sliding windows that compute a volume's maps.
         em: the intensity model whose posterior refines the ACAM.
@@ -379,7 +380,7 @@ class WSLSConfig:
     fusion: str = "mean"
     classifier: StageSchedule = field(default_factory=lambda: StageSchedule(10, 800))
     classifier_members: int = 1
-    classifier_batch_norm: int = 0
+    classifier_batch_norm: int = 100
     baseline_classifier: StageSchedule = field(default_factory=lambda: StageSchedule(6, 800))
     batch_size: int = 8
     window_overlap: float = 0.5
@@ -466,16 +467,17 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
     """The paper's own choices on top of ``config``: its confident-voxel rule (ACAM >= 0.1
     lesion, <= 0.01 normal), candidates scored by mean ACAM, regions grown globally
     ({q : A(p, q) >= lambda}, no connectivity, anywhere in the brain), the context U-Net as
-    representation model, one classifier, no self-training, no second look, no hole filling,
-    every component kept. The paper gives no rule for lambda: the variant keeps
-    ``config.regions.threshold`` (None: wsls's per-volume choice, by agreement with the
-    intensity posterior)."""
+    representation model, one classifier with the batch-norm statistics training left it, no
+    self-training, no second look, no hole filling, every component kept. The paper gives no
+    rule for lambda: the variant keeps ``config.regions.threshold`` (None: wsls's per-volume
+    choice, by agreement with the intensity posterior)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
         regions=replace(config.regions, connectivity=0, bound_margin=None, target="posterior"),
         embedding=replace(config.embedding, kind="unet"),
         classifier_members=1,
+        classifier_batch_norm=0,
         self_training=0,
         second_look=False,
         fill_holes=False,

@@ -24,6 +24,7 @@ from wsls.method.config import (
 )
 from wsls.method.intensity import intensity_posterior, lesion_posterior
 from wsls.method.postprocess import postprocess
+from wsls.method.presets import preset_config
 from wsls.method.quality import assess
 from wsls.method.regions import segment_regions
 from wsls.method.seeds import spread_seeds
@@ -245,6 +246,32 @@ def test_quality_flags_unreliable_segmentations(scene):
         assert reason in text, text
     huge = assess(brain, brain, image, 0.99, lesion, config)
     assert "covers 100 % of the brain" in huge.summary() and "times the evidence" in huge.summary()
+
+
+def test_quality_flags_a_mask_too_small_for_the_lesion_type(scene):
+    image, brain, lesion, _ = scene
+    image, brain, lesion = (torch.from_numpy(a) for a in (image, brain, lesion))
+    share = int(lesion.sum()) / int(brain.sum())
+    above = assess(lesion, brain, image, 0.99, lesion, QualityConfig(min_brain_fraction=share))
+    assert above.ok and above.measures["brain_fraction"] == pytest.approx(share)
+    bound = 1.01 * share
+    small = QualityConfig(min_brain_fraction=bound)
+    below = assess(lesion, brain, image, 0.99, lesion, small)
+    assert below.flags == (
+        f"the mask covers only {100 * share:.2f} % of the brain, less than a lesion of this "
+        f"kind ({100 * bound:.2g} %)",
+    )
+    empty = assess(
+        torch.zeros_like(lesion),
+        brain,
+        image,
+        0.99,
+        lesion,
+        QualityConfig(min_brain_fraction=bound),
+    )
+    assert not any("covers only" in f for f in empty.flags)  # "empty mask" says it
+    assert preset_config("ms").quality.min_brain_fraction == 0.0
+    assert preset_config("tumour").quality.min_brain_fraction > 0.0
 
 
 def test_quality_flags_a_mask_that_leaves_out_most_of_the_supported_estimate(scene):

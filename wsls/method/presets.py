@@ -6,7 +6,8 @@
 - "ms": multiple sclerosis: many small lesions: FLAIR + T1 + T2, 16^3 patches at 1 mm, a patch
   positive from 5 lesion voxels, regions grown globally (lesions need not touch), every
   component kept, the supported estimate not cut at thin bridges (the lesions are that thin),
-  no erase test and second look (``WSLSConfig.second_look``: measured on tumours only).
+  no erase test and second look (``WSLSConfig.second_look``: measured on tumours only), no
+  lower bound on the mask's share of the brain in the verdict (one small lesion is real).
 - "stroke": ischaemic stroke (ISLES): DWI + ADC + FLAIR, 24^3 patches at 1 mm... as "ms" but
   connected growth.
 
@@ -44,6 +45,7 @@ def preset_config(name: str) -> WSLSConfig:
         ),
         keep="all",
         second_look=False,
+        quality=replace(config.quality, min_brain_fraction=0.0),
     )
 
 

@@ -98,6 +98,11 @@ def assess(
         flags.append(f"the classifier is unsure of a lesion (probability {probability:.2f})")
     if measures["brain_fraction"] > config.max_brain_fraction:
         flags.append(f"the mask covers {100 * measures['brain_fraction']:.0f} % of the brain")
+    if n_mask and measures["brain_fraction"] < config.min_brain_fraction:
+        flags.append(
+            f"the mask covers only {100 * measures['brain_fraction']:.2f} % of the brain, less "
+            f"than a lesion of this kind ({100 * config.min_brain_fraction:.2g} %)"
+        )
     if n_mask and measures["contrast"] < config.min_contrast:
         flags.append(
             f"the lesion barely differs from the tissue around it (contrast "

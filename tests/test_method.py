@@ -274,6 +274,12 @@ def test_quality_flags_a_mask_too_small_for_the_lesion_type(scene):
     assert preset_config("tumour").quality.min_brain_fraction > 0.0
 
 
+def test_only_the_tumour_preset_recomputes_the_classifier_batch_norm():
+    assert preset_config("tumour").classifier_batch_norm == WSLSConfig().classifier_batch_norm > 0
+    assert preset_config("ms").classifier_batch_norm == 0
+    assert preset_config("stroke").classifier_batch_norm == 0
+
+
 def test_quality_flags_a_mask_that_leaves_out_most_of_the_supported_estimate(scene):
     """The evidence supports a second, larger lesion that the mask does not hold: the mask
     itself is bright and plausible, so only the share of the estimate it holds gives it away."""

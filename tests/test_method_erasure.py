@@ -107,7 +107,7 @@ def shipped_case(data_shared):
 
 
 def test_a_mask_on_the_tumour_takes_the_classifier_s_evidence_with_it(shipped_case):
-    """On a real scan: erasing the method's mask (Dice > 0.9 on this training case of the
+    """On a real scan: erasing the method's mask (Dice > 0.85 on this training case of the
     shipped model) leaves a lesion-free brain to the classifier; erasing half of it, or the
     tumour's mirror image, leaves the tumour, and the classifier still finds it."""
     models, prepared, _, result = shipped_case
@@ -115,7 +115,7 @@ def test_a_mask_on_the_tumour_takes_the_classifier_s_evidence_with_it(shipped_ca
     image = torch.from_numpy(np.ascontiguousarray(prepared.image, dtype=np.float32))
     brain, mask = torch.from_numpy(prepared.brain), torch.from_numpy(result.mask)
     truth = torch.from_numpy(prepared.mask) & brain
-    assert dice(result.mask, truth.numpy()) > 0.9
+    assert dice(result.mask, truth.numpy()) > 0.85
     bound = config.quality.max_erased_probability
     whole = erased_probability(models.classifier, image, brain, mask, config)
     assert whole < bound

@@ -261,14 +261,7 @@ def test_quality_flags_a_mask_too_small_for_the_lesion_type(scene):
         f"the mask covers only {100 * share:.2f} % of the brain, less than a lesion of this "
         f"kind ({100 * bound:.2g} %)",
     )
-    empty = assess(
-        torch.zeros_like(lesion),
-        brain,
-        image,
-        0.99,
-        lesion,
-        QualityConfig(min_brain_fraction=bound),
-    )
+    empty = assess(torch.zeros_like(lesion), brain, image, 0.99, lesion, small)
     assert not any("covers only" in f for f in empty.flags)  # "empty mask" says it
     assert preset_config("ms").quality.min_brain_fraction == 0.0
     assert preset_config("tumour").quality.min_brain_fraction > 0.0

@@ -341,8 +341,9 @@ class WSLSConfig:
             per volume, its maps and intensity model.
         classifier_batch_norm: after training, the classifier's batch-norm statistics are
             recomputed as exact means over this many training batches
-            (wsls.training.batch_norm); 0 keeps the running averages of its last steps,
-            which label a fold's held-out patches worse (benchmarks/classifier_batch_norm.py).
+            (wsls.training.batch_norm; the ms and stroke presets keep 0); 0 keeps the running
+            averages of its last steps, which label a fold's held-out patches worse
+            (benchmarks/classifier_batch_norm.py).
         baseline_classifier: the schedule of the CAM(GAP) and CAM(GMP) baselines.
         window_overlap: overlap of the sliding windows that compute a volume's maps.
         em: the intensity model whose posterior refines the ACAM.

@@ -263,14 +263,15 @@ def test_quality_flags_a_mask_too_small_for_the_lesion_type(scene):
     )
     empty = assess(torch.zeros_like(lesion), brain, image, 0.99, lesion, small)
     assert not any("covers only" in f for f in empty.flags)  # "empty mask" says it
-    assert preset_config("ms").quality.min_brain_fraction == 0.0
-    assert preset_config("tumour").quality.min_brain_fraction > 0.0
 
 
-def test_only_the_tumour_preset_recomputes_the_classifier_batch_norm():
-    assert preset_config("tumour").classifier_batch_norm == WSLSConfig().classifier_batch_norm > 0
-    assert preset_config("ms").classifier_batch_norm == 0
-    assert preset_config("stroke").classifier_batch_norm == 0
+def test_only_the_tumour_preset_bounds_mask_size_and_recomputes_the_classifier_batch_norm():
+    tumour = preset_config("tumour")
+    assert tumour.classifier_batch_norm == WSLSConfig().classifier_batch_norm > 0
+    assert tumour.quality.min_brain_fraction > 0.0
+    for name in ("ms", "stroke"):
+        config = preset_config(name)
+        assert config.classifier_batch_norm == 0 and config.quality.min_brain_fraction == 0.0
 
 
 def test_quality_flags_a_mask_that_leaves_out_most_of_the_supported_estimate(scene):

@@ -45,6 +45,20 @@ def test_same_answers_for_arrays_and_tensors(kind):
     assert count == 2 and type(labels) is type(m)
 
 
+@pytest.mark.parametrize("sigma", [0.7, 1.0, 2.0, 2.6])
+def test_smoothing_on_the_box_gives_scipys_numbers_on_the_whole_volume(sigma):
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    volume = np.zeros((40, 33, 29), np.float32)
+    volume[14:22, 10:15, 9:20] = rng.random((8, 5, 11))  # far from every border
+    volume[0:3, 30:33, 5:8] = rng.random((3, 3, 3))  # against three borders
+    for v in (volume, np.ascontiguousarray(volume[:, :, 9:20]), np.zeros_like(volume)):
+        smooth = morphology.gaussian_filter(v, sigma)
+        assert np.array_equal(smooth, ndi.gaussian_filter(v, sigma))
+        assert np.array_equal(smooth, morphology.gaussian_filter(torch.from_numpy(v), sigma))
+
+
 def test_opening_removes_what_is_thinner_than_its_width():
     mask = np.zeros((30, 12, 12), bool)
     mask[2:9, 2:9, 2:9] = True  # a 7-voxel cube

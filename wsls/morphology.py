@@ -227,6 +227,15 @@ def open_mask(mask: Any, voxels: int) -> Any:
 
 
 def gaussian_filter(volume: Any, sigma: float) -> Any:
-    """A volume smoothed by a Gaussian of ``sigma`` voxels (scipy's reflecting borders)."""
+    """A volume smoothed by a Gaussian of ``sigma`` voxels (scipy's reflecting borders).
+
+    Computed on the bounding box of the non-zero voxels grown by the kernel's radius (scipy's
+    truncation at 4 sigma): outside it the result is zero, and inside it the box reads zeros
+    wherever the volume does (its margin is a radius wide, or it ends where the volume ends), so
+    the numbers are the same as on the whole volume. A weak map is zero outside the brain."""
     a, ndi, back = _to_backend(volume)
-    return back(ndi.gaussian_filter(a, sigma))
+    out = _xp(a).zeros_like(a)
+    box = bounding_box(a != 0, int(4.0 * sigma + 0.5))
+    if box is not None:
+        out[box] = ndi.gaussian_filter(a[box], sigma)
+    return back(out)

@@ -80,6 +80,7 @@ def test_embed_volume_inside_the_brain_only():
     for p in app.parameters():  # batch-norm statistics away from the identity
         p.data.normal_()
     app.mlp[1].running_mean.normal_()
+    app.mlp[4].running_var.uniform_(0.2, 3.0)
     x = torch.randn(2, 12, 9, 7)
     brain = torch.rand(12, 9, 7) > 0.4
     full = embed_volume(app, x)
@@ -88,6 +89,26 @@ def test_embed_volume_inside_the_brain_only():
     assert inside[:, ~brain].abs().max() == 0
     unet = UNet3D(UNetSpec(2, 3, width=4, levels=2))  # not per voxel: the whole volume
     torch.testing.assert_close(embed_volume(unet, x, brain), embed_volume(unet, x))
+
+
+def test_embed_points_is_the_eval_mlp_in_chunks():
+    torch.manual_seed(1)
+    app = AppearanceEmbedding(AppearanceSpec(2, 4, sigmas=(0.0, 1.0), hidden=8, layers=3))
+    for module in app.mlp:
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.weight.data.normal_()
+            module.bias.data.normal_()
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.2, 3.0)
+    points = torch.randn(53, 4)
+    with pytest.raises(RuntimeError, match="eval mode"):
+        app.embed_points(points)
+    app.eval()
+    with torch.no_grad():
+        conv = app(points.T[None, :, :, None, None], points=True)[0, :, :, 0, 0].T
+    for chunk in (7, 53, 1000):
+        torch.testing.assert_close(app.embed_points(points, chunk=chunk), conv)
+    assert app.embed_points(points[:0]).shape == (0, 4)
 
 
 def test_gaussian_smooth_matches_scipy():

@@ -32,8 +32,7 @@ def embed_volume(model: nn.Module, image: Tensor, brain: Tensor | None = None) -
         if brain is None or not isinstance(model, AppearanceEmbedding):
             return model(image[None].float())[0]
         stack = model.scales(image[None].float())[0]
-        points = stack[:, brain][None, :, :, None, None]
-        inside = model(points, points=True)[0, :, :, 0, 0]
-        out = inside.new_zeros((inside.shape[0], *brain.shape))
-        out[:, brain] = inside
+        inside = model.embed_points(stack[:, brain].T.contiguous())
+        out = inside.new_zeros((inside.shape[1], *brain.shape))
+        out[:, brain] = inside.T
         return out

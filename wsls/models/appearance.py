@@ -55,6 +55,36 @@ class AppearanceEmbedding(nn.Module):
         """x (B, C, H, W, D) -> the smoothed stack (B, C * len(sigmas), H, W, D)."""
         return torch.cat([gaussian_smooth(x, s) for s in self.spec.sigmas], dim=1)
 
+    @torch.no_grad()
+    def embed_points(self, x: Tensor, chunk: int = 16384) -> Tensor:
+        """Inference on the smoothed stack of N voxels, x (N, C * len(sigmas)) -> (N, K): the
+        eval-mode MLP as matrix products (batch norm folded into the layer before it) over
+        chunks of voxels. On a CPU this is twice as fast as the 1x1x1 convolutions over one long
+        (N, 1, 1) volume that training runs, and gives their numbers to float rounding."""
+        if self.training:
+            raise RuntimeError("embed_points runs the MLP in eval mode: call model.eval() first")
+        layers: list[list] = []  # [weight, bias, relu after]
+        for module in self.mlp:
+            if isinstance(module, nn.Conv3d):
+                layers.append([module.weight.flatten(1), module.bias, False])
+            elif isinstance(module, nn.BatchNorm3d):
+                scale = module.weight / torch.sqrt(module.running_var + module.eps)
+                weight, bias, relu = layers[-1]
+                bias = (bias - module.running_mean) * scale + module.bias
+                layers[-1] = [weight * scale[:, None], bias, relu]
+            elif isinstance(module, nn.ReLU):
+                layers[-1][2] = True
+            else:
+                raise TypeError(f"embed_points: unexpected layer {type(module).__name__}")
+        out = x.new_empty((len(x), self.spec.out_channels))
+        for start in range(0, len(x), chunk):
+            h = x[start : start + chunk]
+            for weight, bias, relu in layers:
+                h = torch.nn.functional.linear(h, weight, bias)
+                h = h.relu_() if relu else h
+            out[start : start + chunk] = h
+        return out
+
     def forward(self, x: Tensor, points: bool = False) -> Tensor:
         """x (B, C, H, W, D) -> (B, K, H, W, D). With ``points=True`` x is already the smoothed
         stack of some voxels, (B, C * len(sigmas), N, 1, 1), as the trainer gathers it (going

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from wsls.method.confident import supported_lesion
 from wsls.method.config import WSLSConfig
 from wsls.method.maps import member_views
+from wsls.method.windows import WindowMemo
 from wsls.morphology import dilate
 
 
@@ -59,13 +60,21 @@ def evidence_region(
 
 
 def erased_probability(
-    classifier: nn.Module, image: Tensor, brain: Tensor, mask: Tensor, config: WSLSConfig
+    classifier: nn.Module,
+    image: Tensor,
+    brain: Tensor,
+    mask: Tensor,
+    config: WSLSConfig,
+    memos: list[WindowMemo] | None = None,
 ) -> float:
     """The classifier's lesion probability (its best window's; for an ensemble, the highest of
     its members') of the volume with the mask erased (:func:`erased_view`).
 
     Args:
         image (C, H, W, D), brain and mask (H, W, D) bool: tensors on the classifier's device.
+        memos: per member, the windows of the volume's maps (``VolumeMaps.windows``), of which
+            those the erased voxels do not reach are not run again.
     """
-    views = member_views(classifier, erased_view(image, brain, mask, config), brain, config)
+    erased = erased_view(image, brain, mask, config)
+    views = member_views(classifier, erased, brain, config, memos)
     return max(probability for _, _, probability in views)

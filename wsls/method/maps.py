@@ -10,7 +10,7 @@ from torch import Tensor
 
 from wsls.method.coarse import coarse_image, upsample
 from wsls.method.config import WSLSConfig
-from wsls.method.windows import sliding_window
+from wsls.method.windows import WindowMemo, sliding_window
 from wsls.models import Classifier3D, classifier_members, upsample_map
 
 
@@ -21,6 +21,7 @@ def classifier_maps(
     window: int = 32,
     overlap: float = 0.5,
     batch_size: int = 8,
+    memo: WindowMemo | None = None,
 ) -> tuple[Tensor, Tensor, float]:
     """The classifier's raw CAM and its head's localisation map over a volume.
 
@@ -30,30 +31,37 @@ def classifier_maps(
 
     Args:
         image: (C, H, W, D) prepared (normalised) volume.
+        memo: the windows of an earlier call on a volume of this shape, or an empty memo that
+            keeps this call's (``wsls.method.windows.sliding_window``).
     Returns:
         cam (H, W, D) raw class map; map (H, W, D) in [0, 1]: ACAM for an 'acam' head,
         relu(CAM) / max for 'gap' and 'gmp'; the highest lesion probability of any window.
     """
     model.eval()
     stride = model.spec.stride
-    best = [image.new_zeros(())]
+    # oneDNN's 3D convolutions run about 1.4-2 times faster on channels-last input (measured on
+    # the 2-core CPU); on CUDA the layout stays as it was (not measured there)
+    layout = torch.channels_last_3d if image.device.type == "cpu" else torch.contiguous_format
 
-    def run(batch: Tensor) -> Tensor:
-        out = model(batch)
-        best[0] = torch.maximum(best[0], torch.sigmoid(out.logits.float()).max())
+    def run(batch: Tensor) -> tuple[Tensor, Tensor]:
+        out = model(batch.contiguous(memory_format=layout))
         size = tuple(batch.shape[2:])
         cam = upsample_map(out.cam.float(), stride, size)
         loc = upsample_map(out.maps.float(), stride, size)
-        return torch.stack([cam, loc], dim=1)
+        return torch.stack([cam, loc], dim=1), torch.sigmoid(out.logits.float())
 
-    maps = sliding_window(run, image, window, overlap, batch_size)
+    maps, probabilities = sliding_window(run, image, window, overlap, batch_size, memo=memo)
     loc = maps[1].clamp_min(0)
     peak = loc.max()
-    return maps[0], loc / peak if peak > 0 else loc, float(best[0])
+    return maps[0], loc / peak if peak > 0 else loc, float(probabilities.max())
 
 
 def coarse_view_maps(
-    classifier: Classifier3D, image: Tensor, brain: Tensor, config: WSLSConfig
+    classifier: Classifier3D,
+    image: Tensor,
+    brain: Tensor,
+    config: WSLSConfig,
+    memo: WindowMemo | None = None,
 ) -> tuple[Tensor, Tensor, float]:
     """A classifier run on the coarse view it was trained on, its maps upsampled to the
     prepared grid: raw CAM; localisation map (ACAM, or CAM for the GAP/GMP baselines) zero
@@ -65,9 +73,8 @@ def coarse_view_maps(
     factor = config.classifier_scale
     x = coarse_image(image, factor).contiguous()
     with inference_autocast(x.device, config.bf16):
-        cam, loc, probability = classifier_maps(
-            classifier, x, window=config.patch.shape[0], overlap=config.window_overlap
-        )
+        window, overlap = config.patch.shape[0], config.window_overlap
+        cam, loc, probability = classifier_maps(classifier, x, window, overlap, memo=memo)
     cam = upsample(cam.float(), factor, tuple(brain.shape))
     loc = upsample(loc.float(), factor, tuple(brain.shape)).clamp_min(0) * brain
     peak = loc.max()
@@ -75,11 +82,21 @@ def coarse_view_maps(
 
 
 def member_views(
-    classifier: torch.nn.Module, image: Tensor, brain: Tensor, config: WSLSConfig
+    classifier: torch.nn.Module,
+    image: Tensor,
+    brain: Tensor,
+    config: WSLSConfig,
+    memos: list[WindowMemo] | None = None,
 ) -> list[tuple[Tensor, Tensor, float]]:
     """Per classifier member (the classifier itself, or an ensemble's members), its
-    :func:`coarse_view_maps` of the volume: (CAM, ACAM, lesion probability)."""
-    return [coarse_view_maps(m, image, brain, config) for m in classifier_members(classifier)]
+    :func:`coarse_view_maps` of the volume: (CAM, ACAM, lesion probability). ``memos``: one
+    window memo per member (:func:`classifier_maps`)."""
+    members = classifier_members(classifier)
+    memos = memos if memos is not None else [None] * len(members)
+    return [
+        coarse_view_maps(m, image, brain, config, memo)
+        for m, memo in zip(members, memos, strict=True)
+    ]
 
 
 def inference_autocast(device: torch.device, bf16: bool):

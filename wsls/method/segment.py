@@ -27,6 +27,8 @@ from wsls.method.postprocess import postprocess
 from wsls.method.quality import Quality, assess
 from wsls.method.regions import Regions, segment_regions
 from wsls.method.seeds import spread_seeds
+from wsls.method.windows import WindowMemo
+from wsls.models import classifier_members
 from wsls.morphology import dilate
 
 
@@ -36,14 +38,18 @@ class VolumeMaps:
 
     acam (H, W, D) in [0, 1] (zero outside the brain); cam (H, W, D) raw; probability: the best
     window's lesion probability; posterior (H, W, D) EM lesion posterior; agreement: with a
-    classifier ensemble, how far the members agree (``wsls.method.consensus``), else None.
-    Tensors on the method's device while it runs, numpy on the host after (``to_host``)."""
+    classifier ensemble, how far the members agree (``wsls.method.consensus``), else None;
+    windows: per classifier member, the windows its maps came from, which views of the same
+    volume (the erase test's) reuse where they are unchanged (``wsls.method.windows``).
+    Tensors on the method's device while it runs, numpy on the host after (``to_host``, which
+    leaves the windows behind)."""
 
     acam: Any
     cam: Any
     probability: float
     posterior: Any
     agreement: float | None = None
+    windows: list[WindowMemo] | None = None
 
     def to_host(self) -> VolumeMaps:
         host = (_host(self.acam), _host(self.cam), self.probability, _host(self.posterior))
@@ -101,7 +107,9 @@ def device_maps(
     supported lesion estimate the others agree with (``wsls.method.consensus``); a member that
     finds no lesion (probability under ``min_lesion_probability``) counts as an empty estimate.
     """
-    return maps_of_views(member_views(classifier, image, brain, config), image, brain, config)
+    memos = [WindowMemo() for _ in classifier_members(classifier)]
+    views = member_views(classifier, image, brain, config, memos)
+    return replace(maps_of_views(views, image, brain, config), windows=memos)
 
 
 def maps_of_views(
@@ -228,7 +236,7 @@ def _erase_test(
     look (:func:`segment_on_device`): the result kept, its supported estimate, its erased
     probability, and the probability with all the evidence erased (None when the test passed).
     """
-    views = member_views(classifier, erased_view(x, b, result.mask, config), b, config)
+    views = member_views(classifier, erased_view(x, b, result.mask, config), b, config, m.windows)
     erased = max(probability for _, _, probability in views)
     bound = config.quality.max_erased_probability
     if erased <= bound:
@@ -236,7 +244,7 @@ def _erase_test(
     second = replace(maps_of_views(views, x, b, config), probability=m.probability)
     pairs = [(m.acam, m.posterior), (second.acam, second.posterior)]
     region = evidence_region(result.mask, pairs, b, config)
-    evidence = erased_probability(classifier, x, b, region, config)
+    evidence = erased_probability(classifier, x, b, region, config, m.windows)
     if evidence > bound:  # the classifier cannot vouch: the test is not read
         return result, supported, erased, evidence
     look, look_supported = _segment(emb, x, b, second, config)
@@ -245,7 +253,7 @@ def _erase_test(
         if supported is not None:
             look_supported = look_supported | supported
     if bool(look.mask.any()):
-        look_erased = erased_probability(classifier, x, b, look.mask, config)
+        look_erased = erased_probability(classifier, x, b, look.mask, config, m.windows)
         if look_erased <= bound:
             return look, look_supported, look_erased, evidence
     return result, supported, erased, evidence

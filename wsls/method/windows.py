@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -35,19 +36,42 @@ def blend_weights(window: int, device=None) -> Tensor:
     return w1[:, None, None] * w1[None, :, None] * w1[None, None, :]
 
 
+@dataclass
+class WindowMemo:
+    """The windows of one :func:`sliding_window` call, by corner: each window's input and what
+    ``fn`` gave on it. A volume that differs from that call's in a few places (the scan with a
+    mask erased) then runs only the windows those places fall in."""
+
+    windows: dict[tuple[int, ...], tuple[Tensor, Tensor, Tensor | None]] = field(
+        default_factory=dict
+    )
+
+    def lookup(self, corner: tuple[int, ...], window: Tensor):
+        """(output, score) of the window at ``corner`` if its input was ``window``, else None."""
+        held = self.windows.get(corner)
+        if held is None or not torch.equal(held[0], window):
+            return None
+        return held[1:]
+
+
 @torch.no_grad()
 def sliding_window(
-    fn: Callable[[Tensor], Tensor],
+    fn: Callable[[Tensor], Tensor | tuple[Tensor, Tensor]],
     image: Tensor,
     window: int,
     overlap: float = 0.5,
     batch_size: int = 8,
     fill: float = 0.0,
-) -> Tensor:
+    memo: WindowMemo | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Apply fn to windows of image (C, H, W, D) and blend the results.
 
-    fn maps a batch of windows (B, C, w, w, w) to maps (B, M, w, w, w) on the same grid; the
-    result is (M, H, W, D). A volume smaller than the window is padded with ``fill``.
+    fn maps a batch of windows (B, C, w, w, w) to maps (B, M, w, w, w) on the same grid, or to
+    (maps, scores (B,)); the result is (M, H, W, D), or (maps, scores of every window). A
+    volume smaller than the window is padded with ``fill``.
+
+    memo: an empty memo keeps this call's windows; one that holds a call's windows gives their
+    outputs to the windows whose input is the same, which do not run again.
     """
     shape = tuple(image.shape[1:])
     padded = tuple(max(s, window) for s in shape)
@@ -56,19 +80,27 @@ def sliding_window(
         image = torch.nn.functional.pad(image, pad, value=fill)
     step = max(1, int(round(window * (1.0 - overlap))))
     corners = list(window_corners(padded, window, step))
+    crop = lambda a, b, c: image[:, a : a + window, b : b + window, c : c + window]  # noqa: E731
+    lend = memo is not None and bool(memo.windows)
+    done = {k: memo.lookup(k, crop(*k)) for k in corners} if lend else {}
+    todo = [k for k in corners if done.get(k) is None]
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i : i + batch_size]
+        batch = torch.stack([crop(*k) for k in chunk])
+        out = fn(batch)
+        maps, scores = out if isinstance(out, tuple) else (out, None)
+        for j, k in enumerate(chunk):
+            done[k] = maps[j], None if scores is None else scores[j]
+            if memo is not None and not lend:
+                memo.windows[k] = batch[j], *done[k]
     weight = blend_weights(window, image.device)
-    out = None
+    first = done[corners[0]][0]
+    out = torch.zeros((first.shape[0], *padded), device=image.device, dtype=first.dtype)
     total = torch.zeros(padded, device=image.device)
-    for i in range(0, len(corners), batch_size):
-        chunk = corners[i : i + batch_size]
-        batch = torch.stack(
-            [image[:, a : a + window, b : b + window, c : c + window] for a, b, c in chunk]
-        )
-        maps = fn(batch)
-        if out is None:
-            out = torch.zeros((maps.shape[1], *padded), device=image.device, dtype=maps.dtype)
-        for (a, b, c), m in zip(chunk, maps, strict=True):
-            out[:, a : a + window, b : b + window, c : c + window] += m * weight
-            total[a : a + window, b : b + window, c : c + window] += weight
-    out = out / total
-    return out[:, : shape[0], : shape[1], : shape[2]]
+    for a, b, c in corners:
+        out[:, a : a + window, b : b + window, c : c + window] += done[a, b, c][0] * weight
+        total[a : a + window, b : b + window, c : c + window] += weight
+    out = (out / total)[:, : shape[0], : shape[1], : shape[2]]
+    if done[corners[0]][1] is None:
+        return out
+    return out, torch.stack([done[k][1] for k in corners])

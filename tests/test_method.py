@@ -74,27 +74,52 @@ def test_em_posterior_recovers_lesion_from_edge_map(scene):
 
 
 @pytest.mark.parametrize(
-    "config",
+    "config, levels",
     [
-        EMConfig(),
-        EMConfig(channels="all", lesion_components=2),
-        EMConfig(fit_voxels=3000),
-        EMConfig(seed_high=1.0),  # too few hot voxels: split at the median
-        EMConfig(),  # integer intensities: the posterior computed once per distinct value
+        pytest.param(EMConfig(), None, id="one-channel"),
+        pytest.param(EMConfig(channels="all", lesion_components=2), None, id="two-channels"),
+        pytest.param(EMConfig(fit_voxels=3000), None, id="subsample"),
+        # too few hot voxels: split at the median
+        pytest.param(EMConfig(seed_high=1.0), None, id="median-split"),
+        # a raw scan's few hundred values, z-scored: the posterior computed once per value, and
+        # EM fits the voxels alike (same value, prior at its floor or ceiling) once
+        pytest.param(EMConfig(), 40, id="integer-intensities"),
     ],
-    ids=["one-channel", "two-channels", "subsample", "median-split", "integer-intensities"],
 )
-def test_torch_em_matches_the_numpy_em_it_replaced(scene, config, request):
+def test_torch_em_matches_the_numpy_em_it_replaced(scene, config, levels):
     """The same mixture as wsls's numpy EM (tests/numpy_em.py): float64 statistics on both
     sides, so the posteriors differ by float32 rounding of the output only."""
     from numpy_em import lesion_posterior as numpy_posterior
 
     image, brain, _, weak = scene
-    if "integer" in request.node.callspec.id:  # a raw scan's few hundred values, z-scored
-        image = (np.round(image * 40) / 40).astype(np.float32)
+    if levels is not None:
+        image = (np.round(image * levels) / levels).astype(np.float32)
     ours, theirs = em(image, brain, weak, config), numpy_posterior(image, brain, weak, config)
     assert np.abs(ours - theirs).max() < 1e-5
     assert np.array_equal(ours >= 0.5, theirs >= 0.5)
+
+
+def test_em_groups_voxels_alike_only_where_the_prior_is_clipped():
+    from wsls.method.intensity import _alike_voxels
+
+    row = torch.tensor([3, 3, 1, 3, 1, 1, 0, 3])
+    floor = torch.tensor([1, 1, 1, 0, 0, 0, 0, 1], dtype=torch.bool)
+    ceiling = torch.tensor([0, 0, 0, 1, 1, 0, 0, 0], dtype=torch.bool)
+    first, count = _alike_voxels(row, floor, ceiling)
+    pairs = zip(first.tolist(), count.tolist(), strict=True)
+    groups = {(int(row[f]), bool(floor[f]), bool(ceiling[f])): int(c) for f, c in pairs}
+    # value 3 at the floor three times; 1 at the floor, 3 and 1 at the ceiling once each; the
+    # voxels in between (positions 5 and 6) alone, whatever their value
+    assert groups == {
+        (3, True, False): 3,
+        (1, True, False): 1,
+        (3, False, True): 1,
+        (1, False, True): 1,
+        (1, False, False): 1,
+        (0, False, False): 1,
+    }
+    assert count.dtype == torch.float64 and int(count.sum()) == len(row)
+    assert sorted(first.tolist())[:2] == [0, 2]  # a group's first voxel stands for it
 
 
 def test_supported_lesion_and_refined_rule(scene):

@@ -74,10 +74,9 @@ def segment_regions(
     """
     if config.threshold is None and target is None:
         raise ValueError("segment_regions: threshold=None needs a target to choose lambda")
-    box = _box(grow, seeds)
+    box, start = _box(grow, seeds)
     if box is None:
         return _segment_regions(embeddings, seeds, evidence, grow, config, target)
-    start = torch.tensor([b.start for b in box], device=seeds.device)
     in_box = _segment_regions(
         embeddings[(slice(None), *box)].contiguous(),
         seeds - start,
@@ -92,14 +91,17 @@ def segment_regions(
     return in_box._replace(mask=mask, seeds=seeds)
 
 
-def _box(grow: Tensor, seeds: Tensor) -> tuple[slice, ...] | None:
-    """The bounding box of ``grow``, or None when it is empty or leaves out a seed."""
+def _box(grow: Tensor, seeds: Tensor) -> tuple[tuple[slice, ...] | None, Tensor | None]:
+    """The bounding box of ``grow`` and its first corner (3,), or None, None when it is empty or
+    leaves out a seed."""
     box = bounding_box(grow)
-    if box is None or len(seeds) == 0:
-        return box
+    if box is None:
+        return None, None
     low = torch.tensor([b.start for b in box], device=seeds.device)
     high = torch.tensor([b.stop for b in box], device=seeds.device)
-    return box if bool(((seeds >= low) & (seeds < high)).all()) else None
+    if len(seeds) and not bool(((seeds >= low) & (seeds < high)).all()):
+        return None, None
+    return box, low
 
 
 def _segment_regions(

@@ -69,6 +69,26 @@ def test_default_model_segments_a_shared_case_smoke(case):
     assert score > 0.5  # a broken path (empty, whole brain, flipped axes) scores far lower
 
 
+def test_the_timing_benchmark_times_the_shipped_model_and_keeps_its_mask(tmp_path, case):
+    import subprocess
+    import sys
+
+    from api_helpers import cli_env
+
+    script = ROOT / "benchmarks" / "segment_time.py"
+    bundle = pretrained.bundle("tumour")
+    args = [sys.executable, script, bundle, case, "--no-second-look", "--masks", tmp_path]
+    done = subprocess.run(args, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith(f"| {case.name} |")]
+    seconds, verdict = row.split(" | ")[1:3]
+    assert float(seconds) > 0 and verdict in ("ok", "check")
+    mask = np.load(tmp_path / f"{case.name}.npy")
+    assert mask.shape == _truth(case).shape and dice(mask, _truth(case)) > 0.5
+    refused = subprocess.run([*args, "--repeats", "0"], env=cli_env(), capture_output=True)
+    assert refused.returncode == 2 and b"--repeats must be at least 1, got 0" in refused.stderr
+
+
 def test_a_damaged_copy_of_the_default_model_is_refused(tmp_path):
     copy = tmp_path / "tumour"
     shutil.copytree(pretrained.bundle(pretrained.DEFAULT), copy)

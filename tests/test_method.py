@@ -170,6 +170,7 @@ def test_paper_variant_keeps_the_classifier_as_training_left_it():
     assert config.classifier_batch_norm > 0 and paper.classifier_batch_norm == 0
     assert paper.confident == ConfidentConfig.paper(config.confident.budget)
     assert (paper.self_training, paper.second_look, paper.embedding.kind) == (0, False, "unet")
+    assert paper.em.decision_ceiling is None
     assert paper_variant(paper) == paper
 
 
@@ -392,8 +393,57 @@ def test_support_refinement_grows_the_prior_over_the_whole_lesion():
     assert not found[config.em.support_rounds][distractor].any()
 
 
+def test_the_decision_ceiling_caps_only_the_prior_the_posterior_is_read_with(scene):
+    from wsls.method.intensity import BrainVoxels, _fit
+
+    image, brain, _, weak = scene
+    voxels = BrainVoxels(torch.from_numpy(image), torch.from_numpy(brain))
+    # on the modality that does not show the lesion, posteriors stay away from 0 and 1
+    mixture = _fit(voxels, torch.from_numpy(weak), EMConfig(channels=(1,)))
+    whole, capped = mixture.posterior().double(), mixture.posterior(0.5).double()
+    prior = torch.zeros(brain.shape, dtype=torch.float64)
+    prior.view(-1)[voxels.index] = mixture.prior
+    inside = torch.from_numpy(brain) & (whole > 1e-3) & (whole < 1 - 1e-3)
+    logit = lambda p: torch.log(p) - torch.log1p(-p)  # noqa: E731
+    shift = (logit(prior.clamp(max=0.5)) - logit(prior))[inside]
+    assert (prior[inside] > 0.5).any() and (prior[inside] < 0.5).any()
+    assert torch.allclose(logit(capped[inside]) - logit(whole[inside]), shift, atol=1e-3)
+    assert torch.equal(capped[prior <= 0.5], whole[prior <= 0.5])
+    assert (capped <= whole).all()
+
+
+def test_a_map_wider_than_the_lesion_lets_intensity_draw_its_boundary():
+    """A map hot over a lesion and its margin of normal tissue gives the margin a prior of 0.9:
+    read with it, normal voxels a little brighter than their class enter the estimate; read
+    with the decision ceiling (0.5), only voxels likelier lesion than normal do."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    shape = (40, 40, 32)
+    brain = ball(shape, (20, 20, 16), 18)
+    flair = np.choose(rng.integers(0, 3, shape), [-1.0, 0.0, 0.6])
+    flair = flair + 0.15 * rng.standard_normal(shape)
+    lesion = ball(shape, (14, 22, 16), 7)
+    flair[lesion] = 2.0 + 0.5 * rng.standard_normal(lesion.sum())
+    margin = ball(shape, (14, 22, 16), 10) & ~lesion
+    image = (flair[None] * brain).astype(np.float32)
+    weak = ball(shape, (14, 22, 16), 9).astype(np.float32)
+    config = WSLSConfig(modalities=("flair",))
+    found = {}
+    for ceiling in (None, 0.5):
+        c = replace(config, em=replace(config.em, decision_ceiling=ceiling))
+        T = torch.from_numpy
+        found[ceiling] = intensity_posterior(T(image), T(brain), T(weak), c).numpy() >= 0.5
+    assert config.em.decision_ceiling == 0.5
+    assert found[0.5][margin].mean() < 0.5 * found[None][margin].mean()
+    assert found[0.5][lesion].mean() > 0.97
+    assert dice(found[0.5], lesion) > dice(found[None], lesion) + 0.03
+
+
 def test_em_config_validation():
     with pytest.raises(ValueError, match="fit_voxels"):
         EMConfig(fit_voxels=0)
     with pytest.raises(ValueError, match="support_rounds"):
         EMConfig(support_rounds=-1)
+    with pytest.raises(ValueError, match="decision_ceiling"):
+        EMConfig(decision_ceiling=1.0)

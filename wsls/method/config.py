@@ -39,6 +39,13 @@ class EMConfig:
         prior of the next fit; 0 fits once, on the ACAM alone.
     support_tolerance: the refinement stops once the supported estimate changes by less than
         this share of its voxels.
+    decision_ceiling: the prior's ceiling in the posterior the method reads its lesion estimate
+        from (the fit keeps ``prior_ceiling``). At 0.5 a voxel is lesion only where its
+        intensity is likelier under the lesion Gaussian than under the normal ones: the map
+        says where the lesion is, intensity alone draws its boundary, and the shell of
+        partial-volume voxels around a lesion, which a prior of 0.9 (odds of 9) let in, stays
+        out. None: ``prior_ceiling``, the networks' training reads that one
+        (``wsls.training.case_stages.maps_stage``).
     """
 
     iterations: int = 30
@@ -53,6 +60,7 @@ class EMConfig:
     fit_voxels: int = 200_000
     support_rounds: int = 5
     support_tolerance: float = 0.02
+    decision_ceiling: float | None = 0.5
 
     RULES = {
         "iterations": Rule("int", 1, 1000),
@@ -73,6 +81,7 @@ class EMConfig:
         "fit_voxels": Rule("int", 100),
         "support_rounds": Rule("int", 0, 50),
         "support_tolerance": FRACTION,
+        "decision_ceiling": Rule("float", 0.0, 1.0, open_low=True, open_high=True, optional=True),
     }
 
     def __post_init__(self) -> None:
@@ -476,10 +485,12 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
     representation model, one classifier with the batch-norm statistics training left it, no
     self-training, no second look, no hole filling, every component kept. The paper gives no
     rule for lambda: the variant keeps ``config.regions.threshold`` (None: wsls's per-volume
-    choice, by agreement with the intensity posterior)."""
+    choice, by agreement with the intensity posterior, read at the fit's prior ceiling as it was
+    before ``EMConfig.decision_ceiling``)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
+        em=replace(config.em, decision_ceiling=None),
         regions=replace(config.regions, connectivity=0, bound_margin=None, target="posterior"),
         embedding=replace(config.embedding, kind="unet"),
         classifier_members=1,

@@ -131,10 +131,13 @@ def test_a_mask_on_the_tumour_takes_the_classifier_s_evidence_with_it(shipped_ca
 
 def _beside_the_tumour(models, prepared, maps, config):
     """segment_on_device's first arguments with maps that point at the wrong side of the
-    brain (the ACAM mirrored, and the intensity posterior it leads to), and the tumour."""
+    brain (the ACAM mirrored, and the intensity posterior it leads to, read at the fit's prior
+    ceiling: its prior of 0.9 lets normal tissue in, and the first mask lies there), and the
+    tumour."""
     x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
     acam = torch.flip(torch.as_tensor(maps.acam), (0,)) * b
-    wrong = VolumeMaps(acam, maps.cam, maps.probability, intensity_posterior(x, b, acam, config))
+    fit = replace(config, em=replace(config.em, decision_ceiling=None))
+    wrong = VolumeMaps(acam, maps.cam, maps.probability, intensity_posterior(x, b, acam, fit))
     return (models.embedding, x, b, wrong), prepared.mask & prepared.brain
 
 
@@ -147,7 +150,7 @@ def test_the_second_look_finds_the_tumour_that_the_first_mask_missed(shipped_cas
     config = models.config
     args, truth = _beside_the_tumour(models, prepared, maps, config)
     first = segment_on_device(*args, replace(config, second_look=False), models.classifier)
-    assert dice(first.mask.numpy(), truth) < 0.1
+    assert bool(first.mask.any()) and dice(first.mask.numpy(), truth) < 0.1
     assert "erased_probability" not in first.quality.measures  # off: no erase test
     unjudged = segment_on_device(*args, config)  # no classifier: no erase test, no second look
     assert torch.equal(unjudged.mask, first.mask)
@@ -156,6 +159,21 @@ def test_the_second_look_finds_the_tumour_that_the_first_mask_missed(shipped_cas
     assert dice(second.mask.numpy(), truth) > 0.85
     assert second.quality.measures["erased_probability"] < config.quality.max_erased_probability
     assert second.quality.measures["probability"] == maps.probability  # the scan's, as before
+
+
+def test_a_first_look_that_finds_nothing_is_tested_on_its_evidence(shipped_case):
+    """Maps whose ACAM points at the wrong side of the brain and whose intensity model finds no
+    lesion there give no seed and an empty first mask; the erase test then erases what the
+    evidence pointed at, the classifier still sees the tumour, and the second look finds it."""
+    models, prepared, maps, _ = shipped_case
+    config = models.config
+    (embedding, x, b, wrong), truth = _beside_the_tumour(models, prepared, maps, config)
+    nothing = replace(wrong, posterior=torch.zeros_like(wrong.posterior))
+    first = segment_on_device(embedding, x, b, nothing, replace(config, second_look=False))
+    assert not bool(first.mask.any()) and "empty mask" in first.quality.flags
+    second = segment_on_device(embedding, x, b, nothing, config, models.classifier)
+    assert dice(second.mask.numpy(), truth) > 0.85
+    assert second.quality.measures["erased_probability"] < config.quality.max_erased_probability
 
 
 def test_keep_all_adds_the_second_look_to_the_first_mask(shipped_case):

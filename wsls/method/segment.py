@@ -202,6 +202,8 @@ def segment_on_device(
     the erased volume (the intensity model still fits the whole image), and keeps the second
     mask (with ``keep="all"``, the union of both) if erasing it leaves no lesion to the
     classifier; else the first, flagged. A classifier that cannot vouch leaves the test unread.
+    A first look that finds nothing (no seed is intensity-consistent) is tested as a mask on
+    all its evidence would be: the classifier's hot voxels and the estimate they support.
     """
     if m.probability < config.min_lesion_probability:
         empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
@@ -211,9 +213,12 @@ def segment_on_device(
         emb = embed_volume(embedding, x, b).float()
     result, supported = _segment(emb, x, b, m, config)
     erased = evidence = None
-    if classifier is not None and config.second_look and bool(result.mask.any()):
+    tested = result.mask
+    if not bool(tested.any()):  # found nothing where the evidence points: test the evidence
+        tested = evidence_region(tested, [(m.acam, m.posterior)], b, config)
+    if classifier is not None and config.second_look and bool(tested.any()):
         result, supported, erased, evidence = _erase_test(
-            classifier, emb, x, b, m, config, result, supported
+            classifier, emb, x, b, m, config, result, supported, tested
         )
     # judged against the whole estimate: a cut or a growth that leaves most of it out is flagged
     result.quality = assess(
@@ -231,19 +236,21 @@ def _erase_test(
     config: WSLSConfig,
     result: MethodResult,
     supported: Tensor | None,
+    tested: Tensor,
 ) -> tuple[MethodResult, Tensor | None, float, float | None]:
-    """The erase test of ``result`` and, where it fails and the classifier can vouch, the second
-    look (:func:`segment_on_device`): the result kept, its supported estimate, its erased
+    """The erase test of ``result`` (erasing ``tested``: its mask, or its evidence when the
+    mask is empty) and, where it fails and the classifier can vouch, the second look
+    (:func:`segment_on_device`): the result kept, its supported estimate, its erased
     probability, and the probability with all the evidence erased (None when the test passed).
     """
-    views = member_views(classifier, erased_view(x, b, result.mask, config), b, config, m.windows)
+    views = member_views(classifier, erased_view(x, b, tested, config), b, config, m.windows)
     erased = max(probability for _, _, probability in views)
     bound = config.quality.max_erased_probability
     if erased <= bound:
         return result, supported, erased, None
     second = replace(maps_of_views(views, x, b, config), probability=m.probability)
     pairs = [(m.acam, m.posterior), (second.acam, second.posterior)]
-    region = evidence_region(result.mask, pairs, b, config)
+    region = evidence_region(tested, pairs, b, config)
     evidence = erased_probability(classifier, x, b, region, config, m.windows)
     if evidence > bound:  # the classifier cannot vouch: the test is not read
         return result, supported, erased, evidence

@@ -137,7 +137,14 @@ class Mixture:
     """A fitted mixture on one volume's brain voxels: the normal and lesion Gaussians (mean,
     covariance, weight each), the clipped spatial prior per voxel and the columns it fits."""
 
-    def __init__(self, voxels: BrainVoxels, normal, lesion, prior: Tensor, columns):
+    def __init__(
+        self,
+        voxels: BrainVoxels,
+        normal: list[list],
+        lesion: list[list],
+        prior: Tensor,
+        columns: tuple[int, ...],
+    ):
         self.voxels, self.normal, self.lesion = voxels, normal, lesion
         self.prior, self.columns = prior, columns
 
@@ -254,8 +261,8 @@ def intensity_posterior(image: Tensor, brain: Tensor, acam: Tensor, config: WSLS
     estimate changes by less than ``em.support_tolerance`` of its size or ``em.support_rounds``
     refits were made. On the shared BraTS cases (held-out ACAMs) this raised the mean Dice of the
     supported estimate from 0.745 (one fit) to 0.859; components the ACAM does not hit never
-    enter. The posterior returned is the last fit's read with the prior capped at
-    ``em.decision_ceiling``.
+    enter. The posterior returned is the last fit's, read so that a voxel is lesion only where
+    it is with the prior capped at ``em.decision_ceiling`` (:func:`_read`).
 
     Args:
         image (C, H, W, D), brain (H, W, D) bool, acam (H, W, D): tensors on one device.
@@ -274,4 +281,15 @@ def intensity_posterior(image: Tensor, brain: Tensor, acam: Tensor, config: WSLS
             break
         previous = support
         prior = torch.maximum(acam, support.float())
-    return mixture.posterior(config.em.decision_ceiling)
+    return _read(mixture, config.em.decision_ceiling)
+
+
+def _read(mixture: Mixture, ceiling: float | None) -> Tensor:
+    """The posterior the method reads: where the prior capped at ``ceiling`` leaves a voxel
+    lesion (posterior >= 0.5), the fit's posterior, so that how sure the model is of a lesion
+    voxel (the confident voxels' threshold) is unchanged; elsewhere the capped one (< 0.5)."""
+    fitted = mixture.posterior()
+    if ceiling is None:
+        return fitted
+    capped = mixture.posterior(ceiling)
+    return torch.where(capped >= 0.5, fitted, capped)

@@ -394,7 +394,7 @@ def test_support_refinement_grows_the_prior_over_the_whole_lesion():
 
 
 def test_the_decision_ceiling_caps_only_the_prior_the_posterior_is_read_with(scene):
-    from wsls.method.intensity import BrainVoxels, _fit
+    from wsls.method.intensity import BrainVoxels, _fit, _read
 
     image, brain, _, weak = scene
     voxels = BrainVoxels(torch.from_numpy(image), torch.from_numpy(brain))
@@ -410,6 +410,11 @@ def test_the_decision_ceiling_caps_only_the_prior_the_posterior_is_read_with(sce
     assert torch.allclose(logit(capped[inside]) - logit(whole[inside]), shift, atol=1e-3)
     assert torch.equal(capped[prior <= 0.5], whole[prior <= 0.5])
     assert (capped <= whole).all()
+    # the method's reading: the capped posterior decides; a voxel it keeps keeps the fit's
+    read, kept = _read(mixture, mixture.posterior(), 0.5), capped >= 0.5
+    assert kept.any() and (~kept & torch.from_numpy(brain)).any()
+    assert torch.equal(read[kept].double(), whole[kept])
+    assert torch.equal(read[~kept].double(), capped[~kept])
 
 
 def test_a_map_wider_than_the_lesion_lets_intensity_draw_its_boundary():

@@ -272,23 +272,23 @@ def intensity_posterior(image: Tensor, brain: Tensor, acam: Tensor, config: WSLS
         return torch.zeros(voxels.shape, dtype=torch.float32, device=voxels.device)
     for _ in range(config.em.support_rounds + 1):
         mixture = _fit(voxels, prior, config.em)
+        posterior = mixture.posterior()
         if config.em.support_rounds == 0:
             break
-        posterior = mixture.posterior()
         support = supported_lesion(acam, brain, posterior, config.confident)
         changed = int((support ^ previous).sum()) if previous is not None else support.numel()
         if changed <= config.em.support_tolerance * max(int(support.sum()), 1):
             break
         previous = support
         prior = torch.maximum(acam, support.float())
-    return _read(mixture, config.em.decision_ceiling)
+    return _read(mixture, posterior, config.em.decision_ceiling)
 
 
-def _read(mixture: Mixture, ceiling: float | None) -> Tensor:
+def _read(mixture: Mixture, fitted: Tensor, ceiling: float | None) -> Tensor:
     """The posterior the method reads: where the prior capped at ``ceiling`` leaves a voxel
-    lesion (posterior >= 0.5), the fit's posterior, so that how sure the model is of a lesion
-    voxel (the confident voxels' threshold) is unchanged; elsewhere the capped one (< 0.5)."""
-    fitted = mixture.posterior()
+    lesion (posterior >= 0.5), the fit's posterior ``fitted``, so that how sure the model is of
+    a lesion voxel (the confident voxels' threshold) is unchanged; elsewhere the capped one
+    (< 0.5)."""
     if ceiling is None:
         return fitted
     capped = mixture.posterior(ceiling)

@@ -213,13 +213,14 @@ def segment_on_device(
         emb = embed_volume(embedding, x, b).float()
     result, supported = _segment(emb, x, b, m, config)
     erased = evidence = None
-    tested = result.mask
-    if not bool(tested.any()):  # found nothing where the evidence points: test the evidence
-        tested = evidence_region(tested, [(m.acam, m.posterior)], b, config)
-    if classifier is not None and config.second_look and bool(tested.any()):
-        result, supported, erased, evidence = _erase_test(
-            classifier, emb, x, b, m, config, result, supported, tested
-        )
+    if classifier is not None and config.second_look:
+        tested = result.mask
+        if not bool(tested.any()):  # found nothing where the evidence points: test the evidence
+            tested = evidence_region(tested, [(m.acam, m.posterior)], b, config)
+        if bool(tested.any()):
+            result, supported, erased, evidence = _erase_test(
+                classifier, emb, x, b, m, config, result, supported, tested
+            )
     # judged against the whole estimate: a cut or a growth that leaves most of it out is flagged
     result.quality = assess(
         result.mask, b, x, m.probability, supported, config.quality, m.agreement, erased, evidence

@@ -364,12 +364,10 @@ def test_otsu_threshold_splits_two_modes():
     assert np.mean(low >= t) < 0.01 and np.all(high >= t)
 
 
-def test_support_refinement_grows_the_prior_over_the_whole_lesion():
-    """The map hits a bright core at the lesion's edge; the rest of the lesion is only
-    moderately bright. One fit keeps the core; refitting with the supported estimate as prior
-    takes the whole lesion, and a look-alike blob the map never hits stays out."""
-    from dataclasses import replace
-
+@pytest.fixture
+def core_scene():
+    """A map on a bright core at a lesion's edge; the rest of the lesion only moderately bright;
+    a look-alike blob the map never hits."""
     rng = np.random.default_rng(0)
     shape = (40, 40, 32)
     brain = ball(shape, (20, 20, 16), 18)
@@ -381,6 +379,15 @@ def test_support_refinement_grows_the_prior_over_the_whole_lesion():
         flair[region] = mean + sd * rng.standard_normal(region.sum())
     image = (flair[None] * brain).astype(np.float32)
     weak = ball(shape, (8, 22, 16), 3).astype(np.float32)
+    return image, brain, lesion, distractor, weak
+
+
+def test_support_refinement_grows_the_prior_over_the_whole_lesion(core_scene):
+    """One fit keeps the core; refitting with the supported estimate as prior takes the whole
+    lesion, and the look-alike blob stays out."""
+    from dataclasses import replace
+
+    image, brain, lesion, distractor, weak = core_scene
     config = WSLSConfig(modalities=("flair",))
     found = {}
     for rounds in (0, config.em.support_rounds):
@@ -393,13 +400,39 @@ def test_support_refinement_grows_the_prior_over_the_whole_lesion():
     assert not found[config.em.support_rounds][distractor].any()
 
 
+def test_the_refined_prior_is_smoothed_as_the_whole_map_would_be(core_scene):
+    """Each support round's prior, max(ACAM, support), is smoothed as the smoothed ACAM plus
+    what the support adds to it: the posterior is the one of smoothing the whole map, to float
+    rounding."""
+    from dataclasses import replace
+
+    from wsls.method.intensity import BrainVoxels, _fit, _read, _smoothed
+
+    image, brain, _, _, weak = core_scene
+    T = torch.from_numpy
+    x, b, acam = T(image), T(brain), T(weak).float()
+    config = WSLSConfig(modalities=("flair",))
+    config = replace(config, em=replace(config.em, support_tolerance=0.0))
+    voxels, prior, rounds = BrainVoxels(x, b), acam, []
+    for _ in range(config.em.support_rounds + 1):  # every round: the tolerance is zero
+        mixture = _fit(voxels, _smoothed(prior, config.em), config.em)
+        posterior = mixture.posterior()
+        support = supported_lesion(acam, b, posterior, config.confident)
+        rounds.append(int(support.sum()))
+        prior = torch.maximum(acam, support.float())
+    assert rounds[-1] > rounds[0]  # the support grew the prior
+    whole = _read(mixture, posterior, config.em.decision_ceiling)
+    assert torch.allclose(intensity_posterior(x, b, acam, config), whole, atol=1e-5)
+
+
 def test_the_decision_ceiling_caps_only_the_prior_the_posterior_is_read_with(scene):
-    from wsls.method.intensity import BrainVoxels, _fit, _read
+    from wsls.method.intensity import BrainVoxels, _fit, _read, _smoothed
 
     image, brain, _, weak = scene
     voxels = BrainVoxels(torch.from_numpy(image), torch.from_numpy(brain))
     # on the modality that does not show the lesion, posteriors stay away from 0 and 1
-    mixture = _fit(voxels, torch.from_numpy(weak), EMConfig(channels=(1,)))
+    config = EMConfig(channels=(1,))
+    mixture = _fit(voxels, _smoothed(torch.from_numpy(weak), config), config)
     whole, capped = mixture.posterior().double(), mixture.posterior(0.5).double()
     prior = torch.zeros(brain.shape, dtype=torch.float64)
     prior.view(-1)[voxels.index] = mixture.prior

@@ -29,18 +29,20 @@ from wsls.method.confident import supported_lesion
 from wsls.method.config import EMConfig, WSLSConfig
 
 
-def _gauss_logpdf(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+def _gauss_logpdfs(x: Tensor, means: Tensor, covs: Tensor) -> Tensor:
+    """(K, N) log densities of the voxels x (N, C) under K Gaussians, means (K, C) and
+    covariances (K, C, C)."""
     d = x.shape[1]
     if d == 1:  # the default (one modality): no factorisation, no triangular solve
-        var = cov[0, 0] + 1e-4
-        z = (x[:, 0] - mean[0]) / torch.sqrt(var)
+        var = covs[:, 0, 0, None] + 1e-4
+        z = (x[None, :, 0] - means[:, 0, None]) / torch.sqrt(var)
         return -0.5 * z * z - 0.5 * torch.log(2 * math.pi * var)
-    cov = cov + 1e-4 * torch.eye(d, dtype=cov.dtype, device=cov.device)
-    chol = torch.linalg.cholesky(cov)
-    z = torch.linalg.solve_triangular(chol, (x - mean).T, upper=False)
+    covs = covs + 1e-4 * torch.eye(d, dtype=covs.dtype, device=covs.device)
+    chol = torch.linalg.cholesky(covs)
+    z = torch.linalg.solve_triangular(chol, (x[None] - means[:, None]).transpose(1, 2), upper=False)
     return (
-        -0.5 * (z * z).sum(0)
-        - torch.log(torch.diagonal(chol)).sum()
+        -0.5 * (z * z).sum(1)
+        - torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1, keepdim=True)
         - 0.5 * d * math.log(2 * math.pi)
     )
 
@@ -165,13 +167,18 @@ def _posterior(voxels: BrainVoxels, weak_map: Tensor, config: EMConfig) -> Tenso
     """:func:`lesion_posterior` on the brain's voxels gathered already."""
     if len(voxels.index) < 20:
         return torch.zeros(voxels.shape, dtype=torch.float32, device=voxels.device)
-    return _fit(voxels, weak_map, config).posterior()
+    return _fit(voxels, _smoothed(weak_map, config), config).posterior()
 
 
-def _fit(voxels: BrainVoxels, weak_map: Tensor, config: EMConfig) -> Mixture:
-    """EM on (at most ``fit_voxels`` of) the brain's voxels, the smoothed map as prior."""
+def _smoothed(weak_map: Tensor, config: EMConfig) -> Tensor:
+    """The map smoothed by ``smooth_sigma``, before it becomes the prior (:func:`_fit`)."""
+    return morphology.gaussian_filter(weak_map.float(), config.smooth_sigma)
+
+
+def _fit(voxels: BrainVoxels, smooth: Tensor, config: EMConfig) -> Mixture:
+    """EM on (at most ``fit_voxels`` of) the brain's voxels, the smoothed map ``smooth``
+    (:func:`_smoothed`) as prior."""
     n = len(voxels.index)
-    smooth = morphology.gaussian_filter(weak_map.float(), config.smooth_sigma)
     smooth = smooth.flatten()[voxels.index]
     peak = smooth.max()
     smooth = smooth / peak if peak > 0 else smooth
@@ -191,16 +198,35 @@ def _fit(voxels: BrainVoxels, weak_map: Tensor, config: EMConfig) -> Mixture:
     clipped = smooth[fit] <= config.prior_floor, smooth[fit] >= config.prior_ceiling
     alike, count = _alike_voxels(row[fit], *clipped)
     x_em, kept = x_fit[alike], fit[alike]
-    log_prior_em = log_prior[0][kept], log_prior[1][kept]
-    for _ in range(config.iterations):
-        resp = _responsibilities(x_em, log_prior_em, normal, lesion) * count
-        for k, comp in enumerate(normal + lesion):
-            comp[0], comp[1] = _weighted_stats(x_em, resp[k])
-        for group, rows in ((normal, resp[: len(normal)]), (lesion, resp[len(normal) :])):
-            total = rows.sum().clamp_min(1e-8)
-            for comp, r in zip(group, rows, strict=True):
-                comp[2] = (r.sum() / total).clamp_min(1e-6)
+    sides = [log_prior[0][kept]] * len(normal) + [log_prior[1][kept]] * len(lesion)
+    _em(x_em, torch.stack(sides), count, normal, lesion, config.iterations)
     return Mixture(voxels, normal, lesion, prior, columns)
+
+
+def _em(
+    x: Tensor, log_prior: Tensor, count: Tensor, normal: list[list], lesion: list[list], steps: int
+) -> None:
+    """``steps`` EM steps on voxels x (N, C), each standing for ``count`` (N,) alike voxels,
+    with their log prior (K, N) of the class of each of the K Gaussians (normal ones first):
+    the components ([mean, covariance, weight within the class]) are updated in place. The K
+    Gaussians are computed together, as (K, N) arrays."""
+    comps = normal + lesion
+    means = torch.stack([c[0] for c in comps])
+    covs = torch.stack([c[1] for c in comps])
+    weights = torch.stack([torch.as_tensor(c[2], dtype=x.dtype, device=x.device) for c in comps])
+    classes = torch.tensor([0] * len(normal) + [1] * len(lesion), device=x.device)
+    for _ in range(steps):
+        logs = log_prior + torch.log(weights)[:, None] + _gauss_logpdfs(x, means, covs)
+        resp = torch.softmax(logs, dim=0) * count
+        mass = resp.sum(1)
+        total = mass.clamp_min(1e-8)
+        means = resp @ x / total[:, None]
+        diff = x[None] - means[:, None]
+        covs = (resp[:, :, None] * diff).transpose(1, 2) @ diff / total[:, None, None]
+        class_mass = torch.zeros(2, dtype=x.dtype, device=x.device).index_add_(0, classes, mass)
+        weights = (mass / class_mass[classes].clamp_min(1e-8)).clamp_min(1e-6)
+    for k, comp in enumerate(comps):
+        comp[:] = [means[k], covs[k], weights[k]]
 
 
 def _alike_voxels(row: Tensor, at_floor: Tensor, at_ceiling: Tensor) -> tuple[Tensor, Tensor]:
@@ -222,12 +248,9 @@ def _alike_voxels(row: Tensor, at_floor: Tensor, at_ceiling: Tensor) -> tuple[Te
 
 
 def _class_log(x: Tensor, row: Tensor, group: list[list], log_p: Tensor) -> Tensor:
-    logs = torch.stack(
-        [
-            torch.log(torch.as_tensor(pi, dtype=x.dtype)) + _gauss_logpdf(x, m, c)
-            for m, c, pi in group
-        ]
-    )
+    means, covs = torch.stack([c[0] for c in group]), torch.stack([c[1] for c in group])
+    weights = torch.stack([torch.as_tensor(c[2], dtype=x.dtype, device=x.device) for c in group])
+    logs = torch.log(weights)[:, None] + _gauss_logpdfs(x, means, covs)
     return log_p + torch.logsumexp(logs, dim=0)[row]
 
 
@@ -237,21 +260,13 @@ def _log_odds(x: Tensor, row: Tensor, log_prior, normal, lesion) -> Tensor:
     return _class_log(x, row, lesion, log_prior[1]) - _class_log(x, row, normal, log_prior[0])
 
 
-def _responsibilities(x: Tensor, log_prior, normal, lesion) -> Tensor:
-    """(components, N) posterior of each Gaussian (normal ones first) for the voxels x (N, C)."""
-    pis = [
-        torch.log(torch.as_tensor(pi, dtype=x.dtype, device=x.device))
-        for _, _, pi in normal + lesion
-    ]
-    logs = [log_prior[0] + pis[k] + _gauss_logpdf(x, m, c) for k, (m, c, _) in enumerate(normal)]
-    logs += [
-        log_prior[1] + pis[len(normal) + k] + _gauss_logpdf(x, m, c)
-        for k, (m, c, _) in enumerate(lesion)
-    ]
-    return torch.softmax(torch.stack(logs), dim=0)
-
-
-def intensity_posterior(image: Tensor, brain: Tensor, acam: Tensor, config: WSLSConfig) -> Tensor:
+def intensity_posterior(
+    image: Tensor,
+    brain: Tensor,
+    acam: Tensor,
+    config: WSLSConfig,
+    voxels: BrainVoxels | None = None,
+) -> Tensor:
     """The EM lesion posterior, its prior refined by its own supported estimate.
 
     The ACAM is hot on part of a lesion only (often the rim, or one lobe of a large tumour), so
@@ -266,12 +281,17 @@ def intensity_posterior(image: Tensor, brain: Tensor, acam: Tensor, config: WSLS
 
     Args:
         image (C, H, W, D), brain (H, W, D) bool, acam (H, W, D): tensors on one device.
+        voxels: the brain's voxels of ``image`` when gathered already (:class:`BrainVoxels`).
     """
-    prior, previous, voxels = acam, None, BrainVoxels(image, brain)
+    previous = None
+    voxels = voxels if voxels is not None else BrainVoxels(image, brain)
     if len(voxels.index) < 20:
         return torch.zeros(voxels.shape, dtype=torch.float32, device=voxels.device)
+    acam = acam.float()
+    smooth_acam = _smoothed(acam, config.em)
+    smooth = smooth_acam
     for _ in range(config.em.support_rounds + 1):
-        mixture = _fit(voxels, prior, config.em)
+        mixture = _fit(voxels, smooth, config.em)
         posterior = mixture.posterior()
         if config.em.support_rounds == 0:
             break
@@ -280,7 +300,10 @@ def intensity_posterior(image: Tensor, brain: Tensor, acam: Tensor, config: WSLS
         if changed <= config.em.support_tolerance * max(int(support.sum()), 1):
             break
         previous = support
-        prior = torch.maximum(acam, support.float())
+        # the prior max(ACAM, support) smoothed: the smoothing is linear, so it is the smoothed
+        # ACAM plus what the support adds to the ACAM smoothed, which is zero outside the
+        # support and so costs its bounding box, not the brain's
+        smooth = smooth_acam + _smoothed(support * (1 - acam), config.em)
     return _read(mixture, posterior, config.em.decision_ceiling)
 
 

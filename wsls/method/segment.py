@@ -21,7 +21,7 @@ from wsls.method.config import WSLSConfig
 from wsls.method.consensus import consensus
 from wsls.method.embedding import embed_volume
 from wsls.method.erasure import erased_probability, erased_view, evidence_region
-from wsls.method.intensity import intensity_posterior
+from wsls.method.intensity import BrainVoxels, intensity_posterior
 from wsls.method.maps import inference_autocast, member_views
 from wsls.method.postprocess import postprocess
 from wsls.method.quality import Quality, assess
@@ -40,9 +40,10 @@ class VolumeMaps:
     window's lesion probability; posterior (H, W, D) EM lesion posterior; agreement: with a
     classifier ensemble, how far the members agree (``wsls.method.consensus``), else None;
     windows: per classifier member, the windows its maps came from, which views of the same
-    volume (the erase test's) reuse where they are unchanged (``wsls.method.windows``).
-    Tensors on the method's device while it runs, numpy on the host after (``to_host``, which
-    leaves the windows behind)."""
+    volume (the erase test's) reuse where they are unchanged (``wsls.method.windows``);
+    voxels: the brain's voxels as the intensity model gathered them, which its second fit on
+    the volume (the second look's) reuses. Tensors on the method's device while it runs, numpy
+    on the host after (``to_host``, which leaves the windows and voxels behind)."""
 
     acam: Any
     cam: Any
@@ -50,6 +51,7 @@ class VolumeMaps:
     posterior: Any
     agreement: float | None = None
     windows: list[WindowMemo] | None = None
+    voxels: BrainVoxels | None = None
 
     def to_host(self) -> VolumeMaps:
         host = (_host(self.acam), _host(self.cam), self.probability, _host(self.posterior))
@@ -109,17 +111,24 @@ def device_maps(
     """
     memos = [WindowMemo() for _ in classifier_members(classifier)]
     views = member_views(classifier, image, brain, config, memos)
-    return replace(maps_of_views(views, image, brain, config), windows=memos)
+    voxels = BrainVoxels(image, brain)
+    maps = maps_of_views(views, image, brain, config, voxels)
+    return replace(maps, windows=memos, voxels=voxels)
 
 
 def maps_of_views(
-    views: list[tuple[Tensor, Tensor, float]], image: Tensor, brain: Tensor, config: WSLSConfig
+    views: list[tuple[Tensor, Tensor, float]],
+    image: Tensor,
+    brain: Tensor,
+    config: WSLSConfig,
+    voxels: BrainVoxels | None = None,
 ) -> VolumeMaps:
     """:func:`device_maps` from the members' views (:func:`member_views`); the intensity
     model fits ``image`` (for the second look, the views are of another volume: the image with
-    the first mask erased)."""
+    the first mask erased), whose brain voxels ``voxels`` holds when gathered already."""
+    voxels = voxels if voxels is not None else BrainVoxels(image, brain)
     maps = [
-        VolumeMaps(acam, cam, probability, intensity_posterior(image, brain, acam, config))
+        VolumeMaps(acam, cam, probability, intensity_posterior(image, brain, acam, config, voxels))
         for cam, acam, probability in views
     ]
     if len(maps) == 1:
@@ -249,7 +258,7 @@ def _erase_test(
     bound = config.quality.max_erased_probability
     if erased <= bound:
         return result, supported, erased, None
-    second = replace(maps_of_views(views, x, b, config), probability=m.probability)
+    second = replace(maps_of_views(views, x, b, config, m.voxels), probability=m.probability)
     pairs = [(m.acam, m.posterior), (second.acam, second.posterior)]
     region = evidence_region(tested, pairs, b, config)
     evidence = erased_probability(classifier, x, b, region, config, m.windows)

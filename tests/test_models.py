@@ -87,6 +87,16 @@ def test_embed_volume_inside_the_brain_only():
     inside = embed_volume(app, x, brain)
     torch.testing.assert_close(inside[:, brain], full[:, brain], atol=1e-4, rtol=1e-4)
     assert inside[:, ~brain].abs().max() == 0
+    # a brain far from the volume's borders: embedded on its box grown by the smoothing's reach
+    wide = AppearanceEmbedding(AppearanceSpec(2, 5, sigmas=(0.0, 2.0)))
+    wide.load_state_dict(app.state_dict())
+    wide.eval()
+    y = torch.randn(2, 30, 28, 26)
+    small = torch.zeros(30, 28, 26, dtype=torch.bool)
+    small[12:19, 10:16, 9:17] = torch.rand(7, 6, 8) > 0.3
+    assert wide.reach == 6  # 3 sigma
+    whole = wide(y[None])[0][:, small]
+    torch.testing.assert_close(embed_volume(wide, y, small)[:, small], whole, atol=1e-4, rtol=1e-4)
     unet = UNet3D(UNetSpec(2, 3, width=4, levels=2))  # not per voxel: the whole volume
     torch.testing.assert_close(embed_volume(unet, x, brain), embed_volume(unet, x))
 

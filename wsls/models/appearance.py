@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from wsls.models.layers import gaussian_smooth
+from wsls.models.layers import gaussian_radius, gaussian_smooth
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,11 @@ class AppearanceEmbedding(nn.Module):
         d = asdict(self.spec)
         d["sigmas"] = list(d["sigmas"])
         return {"kind": "appearance", **d}
+
+    @property
+    def reach(self) -> int:
+        """How far (voxels) a voxel's embedding reads: the widest smoothing's radius."""
+        return max(gaussian_radius(s) for s in self.spec.sigmas)
 
     def scales(self, x: Tensor) -> Tensor:
         """x (B, C, H, W, D) -> the smoothed stack (B, C * len(sigmas), H, W, D)."""

@@ -43,8 +43,13 @@ def crop_to(x: Tensor, size: tuple[int, ...]) -> Tensor:
     return x[..., : size[0], : size[1], : size[2]]
 
 
+def gaussian_radius(sigma: float, truncate: float = 3.0) -> int:
+    """How far (voxels) :func:`gaussian_smooth` reads from a voxel: 0 for ``sigma`` 0."""
+    return max(1, int(truncate * sigma + 0.5)) if sigma > 0 else 0
+
+
 def gaussian_kernel1d(sigma: float, truncate: float = 3.0) -> Tensor:
-    radius = max(1, int(truncate * sigma + 0.5))
+    radius = gaussian_radius(sigma, truncate)
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     return k / k.sum()

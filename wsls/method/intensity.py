@@ -135,9 +135,15 @@ def lesion_posterior(
     return _posterior(BrainVoxels(image, brain), weak_map, config or EMConfig())
 
 
+def _log_prior(prior: Tensor) -> tuple[Tensor, Tensor]:
+    """(log P(normal), log P(lesion)) per voxel of a lesion prior."""
+    return torch.log1p(-prior), torch.log(prior)
+
+
 class Mixture:
     """A fitted mixture on one volume's brain voxels: the normal and lesion Gaussians (mean,
-    covariance, weight each), the clipped spatial prior per voxel and the columns it fits."""
+    covariance, weight each), the clipped spatial prior per voxel (and its logs, which the fit
+    computed) and the columns it fits."""
 
     def __init__(
         self,
@@ -145,19 +151,19 @@ class Mixture:
         normal: list[list],
         lesion: list[list],
         prior: Tensor,
+        log_prior: tuple[Tensor, Tensor],
         columns: tuple[int, ...],
     ):
         self.voxels, self.normal, self.lesion = voxels, normal, lesion
-        self.prior, self.columns = prior, columns
+        self.prior, self.log_prior, self.columns = prior, log_prior, columns
 
     def posterior(self, ceiling: float | None = None) -> Tensor:
         """(H, W, D) float32 posterior, zero outside the brain; ``ceiling`` lowers the prior's
         ceiling (``EMConfig.decision_ceiling``), None keeps the fit's."""
         voxels = self.voxels
         out = torch.zeros(voxels.shape, dtype=torch.float32, device=voxels.device)
-        prior = self.prior if ceiling is None else self.prior.clamp(max=ceiling)
+        log_prior = self.log_prior if ceiling is None else _log_prior(self.prior.clamp(max=ceiling))
         distinct, row = voxels.distinct(self.columns)
-        log_prior = torch.log1p(-prior), torch.log(prior)
         log_odds = _log_odds(distinct, row, log_prior, self.normal, self.lesion)
         out.view(-1)[voxels.index] = torch.sigmoid(log_odds).float()
         return out
@@ -193,14 +199,14 @@ def _fit(voxels: BrainVoxels, smooth: Tensor, config: EMConfig) -> Mixture:
     x_fit = voxels.values[fit][:, list(columns)]
     normal = _init_components(x_fit, cold[fit].double(), config.normal_components)
     lesion = _init_components(x_fit, hot[fit].double(), config.lesion_components)
-    log_prior = torch.log1p(-prior), torch.log(prior)
+    log_prior = _log_prior(prior)
     _, row = voxels.distinct(columns)
     clipped = smooth[fit] <= config.prior_floor, smooth[fit] >= config.prior_ceiling
     alike, count = _alike_voxels(row[fit], *clipped)
     x_em, kept = x_fit[alike], fit[alike]
     sides = [log_prior[0][kept]] * len(normal) + [log_prior[1][kept]] * len(lesion)
     _em(x_em, torch.stack(sides), count, normal, lesion, config.iterations)
-    return Mixture(voxels, normal, lesion, prior, columns)
+    return Mixture(voxels, normal, lesion, prior, log_prior, columns)
 
 
 def _em(
@@ -211,9 +217,7 @@ def _em(
     the components ([mean, covariance, weight within the class]) are updated in place. The K
     Gaussians are computed together, as (K, N) arrays."""
     comps = normal + lesion
-    means = torch.stack([c[0] for c in comps])
-    covs = torch.stack([c[1] for c in comps])
-    weights = torch.stack([torch.as_tensor(c[2], dtype=x.dtype, device=x.device) for c in comps])
+    means, covs, weights = _stacked(comps, x)
     classes = torch.tensor([0] * len(normal) + [1] * len(lesion), device=x.device)
     for _ in range(steps):
         logs = log_prior + torch.log(weights)[:, None] + _gauss_logpdfs(x, means, covs)
@@ -247,9 +251,16 @@ def _alike_voxels(row: Tensor, at_floor: Tensor, at_ceiling: Tensor) -> tuple[Te
     return first[count > 0], count[count > 0].double()
 
 
-def _class_log(x: Tensor, row: Tensor, group: list[list], log_p: Tensor) -> Tensor:
+def _stacked(group: list[list], x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The components of ``group`` as means (K, C), covariances (K, C, C) and weights (K,) in
+    the dtype and on the device of the voxels x."""
     means, covs = torch.stack([c[0] for c in group]), torch.stack([c[1] for c in group])
     weights = torch.stack([torch.as_tensor(c[2], dtype=x.dtype, device=x.device) for c in group])
+    return means, covs, weights
+
+
+def _class_log(x: Tensor, row: Tensor, group: list[list], log_p: Tensor) -> Tensor:
+    means, covs, weights = _stacked(group, x)
     logs = torch.log(weights)[:, None] + _gauss_logpdfs(x, means, covs)
     return log_p + torch.logsumexp(logs, dim=0)[row]
 

@@ -114,7 +114,6 @@ def _run_fold(name, train, test, config, variants, cache, out, log, reuse, overr
     if fold_file.exists():
         return json.loads(fold_file.read_text())
     rows = []
-    prepared = [cache.get(it.ref) for it in train]
     baselines = {
         label: ThresholdBaseline("flair", largest_component=lcc).fit([it.light for it in train])
         for label, lcc in ((BASELINE, False), (BASELINE_LCC, True))
@@ -133,7 +132,7 @@ def _run_fold(name, train, test, config, variants, cache, out, log, reuse, overr
                 shutil.copytree(shared, target)
         tick = time.perf_counter()
         models = train_wsls(
-            prepared,
+            [cache.get(it.ref) for it in train],
             out / name / variant,
             VARIANTS[variant](config),
             resume=True,

@@ -122,6 +122,21 @@ def test_em_groups_voxels_alike_only_where_the_prior_is_clipped():
     assert sorted(first.tolist())[:2] == [0, 2]  # a group's first voxel stands for it
 
 
+def test_a_brain_too_small_to_fit_gets_a_posterior_of_no_lesion():
+    image = torch.rand(1, 6, 6, 6) + 3.0
+    brain = torch.zeros(6, 6, 6, dtype=torch.bool)
+    brain[1:4, 1:3, 1:4] = True  # 18 voxels: under the 20 a mixture needs
+    weak = torch.ones(6, 6, 6)
+    for post in (
+        lesion_posterior(image, brain, weak),
+        intensity_posterior(image, brain, weak, WSLSConfig()),
+    ):
+        assert post.shape == brain.shape and post.dtype == torch.float32
+        assert not bool(post.any())
+    brain[4, 1:3, 1] = True  # 20 voxels, all hot in the map: lesion somewhere
+    assert bool(lesion_posterior(image, brain, weak).any())
+
+
 def test_supported_lesion_and_refined_rule(scene):
     image, brain, lesion, weak = scene
     post = em(image, brain, weak)

@@ -110,6 +110,14 @@ class BrainVoxels:
         self.values = image.flatten(1)[:, self.index].T.double()
         self._distinct: dict[tuple[int, ...], tuple[Tensor, Tensor]] = {}
 
+    def too_few(self) -> bool:
+        """Too few brain voxels to fit a mixture (the posterior is then :meth:`empty`)."""
+        return len(self.index) < 20
+
+    def empty(self) -> Tensor:
+        """A posterior of no lesion: (H, W, D) float32 zeros on the voxels' device."""
+        return torch.zeros(self.shape, dtype=torch.float32, device=self.device)
+
     def distinct(self, columns: tuple[int, ...]) -> tuple[Tensor, Tensor]:
         if columns not in self._distinct:
             x = self.values[:, list(columns)]
@@ -161,7 +169,7 @@ class Mixture:
         """(H, W, D) float32 posterior, zero outside the brain; ``ceiling`` lowers the prior's
         ceiling (``EMConfig.decision_ceiling``), None keeps the fit's."""
         voxels = self.voxels
-        out = torch.zeros(voxels.shape, dtype=torch.float32, device=voxels.device)
+        out = voxels.empty()
         log_prior = self.log_prior if ceiling is None else _log_prior(self.prior.clamp(max=ceiling))
         distinct, row = voxels.distinct(self.columns)
         log_odds = _log_odds(distinct, row, log_prior, self.normal, self.lesion)
@@ -171,8 +179,8 @@ class Mixture:
 
 def _posterior(voxels: BrainVoxels, weak_map: Tensor, config: EMConfig) -> Tensor:
     """:func:`lesion_posterior` on the brain's voxels gathered already."""
-    if len(voxels.index) < 20:
-        return torch.zeros(voxels.shape, dtype=torch.float32, device=voxels.device)
+    if voxels.too_few():
+        return voxels.empty()
     return _fit(voxels, _smoothed(weak_map, config), config).posterior()
 
 
@@ -296,8 +304,8 @@ def intensity_posterior(
     """
     previous = None
     voxels = voxels if voxels is not None else BrainVoxels(image, brain)
-    if len(voxels.index) < 20:
-        return torch.zeros(voxels.shape, dtype=torch.float32, device=voxels.device)
+    if voxels.too_few():
+        return voxels.empty()
     acam = acam.float()
     smooth_acam = _smoothed(acam, config.em)
     smooth = smooth_acam

@@ -67,3 +67,47 @@ def test_a_memo_of_another_volume_lends_nothing():
     other = Counted()
     sliding_window(other, torch.randn(1, 12, 16, 16), 8, 0.5, memo=memo)
     assert fn.windows == 27 and other.windows == 2 * 3 * 3
+
+
+def test_the_inner_brain_loses_a_shell_of_the_asked_thickness():
+    from scipy import ndimage
+
+    from wsls.method.maps import inner_brain
+
+    brain = torch.zeros(12, 11, 10, dtype=torch.bool)
+    brain[1:11, 2:10, 1:9] = True
+    brain[5, 5, 4] = False  # a hole: the brain around it is a shell too
+    cube = ndimage.generate_binary_structure(3, 3)
+    for edge in (1, 2):
+        expected = ndimage.binary_erosion(brain.numpy(), cube, iterations=edge, border_value=0)
+        assert torch.equal(inner_brain(brain.float(), edge), torch.from_numpy(expected))
+    full = torch.ones(5, 5, 5)
+    assert int(inner_brain(full, 1).sum()) == 27  # the grid's border counts as outside
+
+
+def test_with_a_window_edge_the_classifier_does_not_see_the_brains_shell():
+    from dataclasses import replace
+
+    from helpers import tiny_config
+
+    from wsls.method.maps import coarse_view_maps
+    from wsls.models import Classifier3D, ClassifierSpec
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    classifier = Classifier3D(ClassifierSpec(4, width=4, stages=2)).eval()
+    image = torch.randn(4, 24, 24, 20)
+    brain = torch.zeros(24, 24, 20)
+    brain[2:22, 2:22, 2:18] = 1
+    image = image * brain
+    bright = image.clone()
+    bright[:, 2, 2:22, 2:18] = 50.0  # the brain's outermost slab
+
+    def views(cfg, x):
+        cam, acam, probability = coarse_view_maps(classifier, x, brain, cfg)
+        return cam, probability
+
+    edged = replace(config, window_edge=2)
+    for a, b in zip(views(edged, image), views(edged, bright), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(views(config, image)[0], views(config, bright)[0])

@@ -355,6 +355,10 @@ class WSLSConfig:
             (benchmarks/classifier_batch_norm.py).
         baseline_classifier: the schedule of the CAM(GAP) and CAM(GMP) baselines.
         window_overlap: overlap of the sliding windows that compute a volume's maps.
+        window_edge: where the classifier maps a whole volume (segmentation, and the maps that
+            training's confident voxels come from), its windows see the brain without its outer
+            shell this many voxels thick (set to the background): bright voxels at a raw scan's
+            edge can outscore a tumour. The maps still cover the whole brain. 0: all of it.
         em: the intensity model whose posterior refines the ACAM.
         confident: which voxels train the representation model ("refined" or "paper").
         embedding: the representation model and its loss; embedding_schedule: its schedule.
@@ -399,6 +403,7 @@ class WSLSConfig:
     baseline_classifier: StageSchedule = field(default_factory=lambda: StageSchedule(6, 800))
     batch_size: int = 8
     window_overlap: float = 0.5
+    window_edge: int = 0
     em: EMConfig = field(default_factory=EMConfig)
     confident: ConfidentConfig = field(default_factory=ConfidentConfig)
     embedding: EmbeddingTrainConfig = field(default_factory=EmbeddingTrainConfig)
@@ -432,6 +437,7 @@ class WSLSConfig:
         "baseline_classifier": NESTED,
         "batch_size": Rule("int", 1, 1024),
         "window_overlap": Rule("float", 0.0, 1.0, open_high=True),
+        "window_edge": Rule("int", 0, 32),
         "em": NESTED,
         "confident": NESTED,
         "embedding": NESTED,

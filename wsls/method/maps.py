@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from wsls.method.coarse import coarse_image, upsample
@@ -71,6 +72,9 @@ def coarse_view_maps(
         image (C, H, W, D), brain (H, W, D): tensors on the classifier's device.
     """
     factor = config.classifier_scale
+    if config.window_edge:
+        inner = inner_brain(brain, config.window_edge)
+        image = torch.where(inner, image, config.preprocess.background)
     x = coarse_image(image, factor).contiguous()
     with inference_autocast(x.device, config.bf16):
         window, overlap = config.patch.shape[0], config.window_overlap
@@ -79,6 +83,16 @@ def coarse_view_maps(
     loc = upsample(loc.float(), factor, tuple(brain.shape)).clamp_min(0) * brain
     peak = loc.max()
     return cam, (loc / peak if peak > 0 else loc).float(), probability
+
+
+def inner_brain(brain: Tensor, edge: int) -> Tensor:
+    """(H, W, D) brain -> bool, the brain without its outer shell ``edge`` voxels thick (a voxel
+    is kept when every voxel of the cube around it, ``edge`` voxels each way, is brain; the
+    grid's border counts as outside)."""
+    outside = (brain <= 0).float()[None, None]
+    size = 2 * edge + 1
+    near_outside = F.max_pool3d(F.pad(outside, (edge,) * 6, value=1.0), size, stride=1)
+    return near_outside[0, 0] == 0
 
 
 def member_views(

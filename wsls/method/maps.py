@@ -89,9 +89,10 @@ def inner_brain(brain: Tensor, edge: int) -> Tensor:
     """(H, W, D) brain -> bool, the brain without its outer shell ``edge`` voxels thick (a voxel
     is kept when every voxel of the cube around it, ``edge`` voxels each way, is brain; the
     grid's border counts as outside)."""
-    outside = (brain <= 0).float()[None, None]
+    near_outside = F.pad((brain <= 0).float()[None, None], (edge,) * 6, value=1.0)
     size = 2 * edge + 1
-    near_outside = F.max_pool3d(F.pad(outside, (edge,) * 6, value=1.0), size, stride=1)
+    for kernel in ((size, 1, 1), (1, size, 1), (1, 1, size)):  # a cube's max, axis by axis
+        near_outside = F.max_pool3d(near_outside, kernel, stride=1)
     return near_outside[0, 0] == 0
 
 

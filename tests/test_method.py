@@ -370,6 +370,21 @@ def test_a_setting_an_old_bundle_lacks_takes_its_presets_value():
         saved_config({"preset": "ms", "modalitys": ["flair"]})
 
 
+def test_a_bundle_saved_before_window_edge_keeps_the_windows_it_was_trained_with():
+    from dataclasses import replace
+
+    from wsls.method.config import paper_variant
+    from wsls.method.presets import saved_config
+
+    assert preset_config("tumour").window_edge == 3
+    assert preset_config("ms").window_edge == preset_config("stroke").window_edge == 0
+    assert paper_variant(preset_config("tumour")).window_edge == 0
+    saved = preset_config("tumour").to_dict()
+    assert saved_config(saved).window_edge == 3
+    del saved["window_edge"]  # a bundle trained before the setting existed saw the whole brain
+    assert saved_config(saved) == replace(preset_config("tumour"), window_edge=0)
+
+
 def test_otsu_threshold_splits_two_modes():
     from wsls.training.pipeline import otsu_threshold
 

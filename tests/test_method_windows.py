@@ -107,7 +107,28 @@ def test_with_a_window_edge_the_classifier_does_not_see_the_brains_shell():
         cam, acam, probability = coarse_view_maps(classifier, x, brain, cfg)
         return cam, probability
 
-    edged = replace(config, window_edge=2)
+    edged, whole = replace(config, window_edge=2), replace(config, window_edge=0)
     for a, b in zip(views(edged, image), views(edged, bright), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert not torch.equal(views(config, image)[0], views(config, bright)[0])
+    assert not torch.equal(views(whole, image)[0], views(whole, bright)[0])
+
+
+def test_a_memo_keeps_the_inner_brain_of_its_brain_only():
+    from wsls.method.maps import inner_brain
+
+    brain = torch.zeros(12, 12, 10)
+    brain[1:11, 1:11, 1:9] = 1
+    calls = []
+
+    def make(b):
+        calls.append(1)
+        return inner_brain(b, 2)
+
+    memo = WindowMemo()
+    first = memo.mask("inner", brain, lambda: make(brain))
+    assert torch.equal(memo.mask("inner", brain.clone(), lambda: make(brain)), first)
+    assert len(calls) == 1
+    other = brain.clone()
+    other[6, 6, 5] = 0  # a hole: the inner brain loses the cube around it
+    assert not torch.equal(memo.mask("inner", other, lambda: make(other)), first)
+    assert len(calls) == 2

@@ -358,7 +358,8 @@ class WSLSConfig:
         window_edge: where the classifier maps a whole volume (segmentation, and the maps that
             training's confident voxels come from), its windows see the brain without its outer
             shell this many voxels thick (set to the background): bright voxels at a raw scan's
-            edge can outscore a tumour. The maps still cover the whole brain. 0: all of it.
+            edge can outscore a tumour. The maps still cover the whole brain. 0: all of it
+            (the "ms" and "stroke" presets and the paper's variant: measured on tumours only).
         em: the intensity model whose posterior refines the ACAM.
         confident: which voxels train the representation model ("refined" or "paper").
         embedding: the representation model and its loss; embedding_schedule: its schedule.
@@ -403,7 +404,7 @@ class WSLSConfig:
     baseline_classifier: StageSchedule = field(default_factory=lambda: StageSchedule(6, 800))
     batch_size: int = 8
     window_overlap: float = 0.5
-    window_edge: int = 0
+    window_edge: int = 3
     em: EMConfig = field(default_factory=EMConfig)
     confident: ConfidentConfig = field(default_factory=ConfidentConfig)
     embedding: EmbeddingTrainConfig = field(default_factory=EmbeddingTrainConfig)
@@ -488,11 +489,12 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
     """The paper's own choices on top of ``config``: its confident-voxel rule (ACAM >= 0.1
     lesion, <= 0.01 normal), candidates scored by mean ACAM, regions grown globally
     ({q : A(p, q) >= lambda}, no connectivity, anywhere in the brain), the context U-Net as
-    representation model, one classifier with the batch-norm statistics training left it, no
-    self-training, no second look, no hole filling, every component kept. The paper gives no
-    rule for lambda: the variant keeps ``config.regions.threshold`` (None: wsls's per-volume
-    choice, by agreement with the intensity posterior, read at the fit's prior ceiling as it was
-    before ``EMConfig.decision_ceiling``)."""
+    representation model, one classifier with the batch-norm statistics training left it and
+    windows that see the whole brain, no self-training, no second look, no hole filling, every
+    component kept. The paper gives no rule for lambda: the variant keeps
+    ``config.regions.threshold`` (None: wsls's per-volume choice, by agreement with the
+    intensity posterior, read at the fit's prior ceiling as it was before
+    ``EMConfig.decision_ceiling``)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
@@ -501,6 +503,7 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
         embedding=replace(config.embedding, kind="unet"),
         classifier_members=1,
         classifier_batch_norm=0,
+        window_edge=0,
         self_training=0,
         second_look=False,
         fill_holes=False,

@@ -4,6 +4,7 @@ the classifier's coarse view, blended, upsampled to the prepared grid."""
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -72,8 +73,9 @@ def coarse_view_maps(
         image (C, H, W, D), brain (H, W, D): tensors on the classifier's device.
     """
     factor = config.classifier_scale
-    if config.window_edge:
-        inner = inner_brain(brain, config.window_edge)
+    if edge := config.window_edge:
+        make = partial(inner_brain, brain, edge)
+        inner = memo.mask(("inner", edge), brain, make) if memo is not None else make()
         image = torch.where(inner, image, config.preprocess.background)
     x = coarse_image(image, factor).contiguous()
     with inference_autocast(x.device, config.bf16):

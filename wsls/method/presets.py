@@ -1,14 +1,15 @@
 """Settings that work for each kind of lesion, so a user picks a lesion type, not flags.
 
 - "tumour": gliomas (BraTS whole tumour): FLAIR + T1c, the classifier on a 2 mm view with 32^3
-  patches, regions grown near the supported estimate, one lesion kept (the component the
-  classifier points at most). The defaults of :class:`~wsls.method.config.WSLSConfig`.
+  patches whose windows do not see the brain's outer 3 voxels, regions grown near the supported
+  estimate, one lesion kept (the component the classifier points at most). The defaults of
+  :class:`~wsls.method.config.WSLSConfig`.
 - "ms": multiple sclerosis: many small lesions: FLAIR + T1 + T2, 16^3 patches at 1 mm, a patch
   positive from 5 lesion voxels, regions grown globally (lesions need not touch), every
   component kept, the supported estimate not cut at thin bridges (the lesions are that thin),
-  no erase test and second look (``WSLSConfig.second_look``: measured on tumours only), no
-  lower bound on the mask's share of the brain in the verdict (one small lesion is real), and
-  the classifier's batch-norm statistics as training left them (recomputed, they gave one of
+  no erase test and second look (``WSLSConfig.second_look``) and windows that see the whole
+  brain (``WSLSConfig.window_edge``; both measured on tumours only), no lower bound on the
+  mask's share of the brain in the verdict (one small lesion is real), and the classifier's batch-norm statistics as training left them (recomputed, they gave one of
   the two held-out MS patients a mask of a third of the brain).
 - "stroke": ischaemic stroke (ISLES): DWI + ADC + FLAIR, 24^3 patches at 1 mm... as "ms" but
   connected growth.
@@ -47,14 +48,23 @@ def preset_config(name: str) -> WSLSConfig:
         ),
         keep="all",
         second_look=False,
+        window_edge=0,
         classifier_batch_norm=0,
         quality=replace(config.quality, min_brain_fraction=0.0),
     )
 
 
+# settings that change what training does, with the value every bundle saved before them was
+# trained with (a preset's value now would not be what its networks learned from)
+BEFORE_THEY_EXISTED = {"window_edge": 0}
+
+
 def saved_config(data: dict[str, Any]) -> WSLSConfig:
     """The configuration a bundle saved (``WSLSConfig.to_dict``); a setting it lacks (saved
-    before the setting existed) takes the value of the preset it names, not the tumour's."""
+    before the setting existed) takes the value of the preset it names, not the tumour's, or
+    for a setting that changes training, the value it had before it existed
+    (:data:`BEFORE_THEY_EXISTED`)."""
+    data = {**BEFORE_THEY_EXISTED, **data}
     preset = data.get("preset", WSLSConfig.preset)
     if isinstance(preset, str) and preset in PRESETS:
         return preset_config(preset).updated(data)

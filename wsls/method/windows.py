@@ -40,11 +40,20 @@ def blend_weights(window: int, device=None) -> Tensor:
 class WindowMemo:
     """The windows of one :func:`sliding_window` call, by corner: each window's input and what
     ``fn`` gave on it. A volume that differs from that call's in a few places (the scan with a
-    mask erased) then runs only the windows those places fall in."""
+    mask erased) then runs only the windows those places fall in. ``masks`` keeps masks derived
+    from the volume's brain (``wsls.method.maps.inner_brain``), by name, with that brain."""
 
     windows: dict[tuple[int, ...], tuple[Tensor, Tensor, Tensor | None]] = field(
         default_factory=dict
     )
+    masks: dict[object, tuple[Tensor, Tensor]] = field(default_factory=dict)
+
+    def mask(self, key: object, brain: Tensor, make: Callable[[], Tensor]) -> Tensor:
+        """The mask ``make()`` gives, computed once per brain it was derived from."""
+        held = self.masks.get(key)
+        if held is None or not torch.equal(held[0], brain):
+            held = self.masks[key] = (brain, make())
+        return held[1]
 
     def lookup(self, corner: tuple[int, ...], window: Tensor):
         """(output, score) of the window at ``corner`` if its input was ``window``, else None."""

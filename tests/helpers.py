@@ -43,6 +43,7 @@ def tiny_config(**changes):
             "classifier": StageSchedule(1, 16),
             "embedding_schedule": StageSchedule(1, 4),
             "self_training": 1,
+            "window_edge": 0,  # the phantoms' voxels are coarse (tests/test_method_windows.py)
             **changes,
         }
     )

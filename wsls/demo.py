@@ -70,7 +70,8 @@ QUICK = DemoPlan(
 def demo_config(plan: DemoPlan) -> WSLSConfig:
     """The method's configuration for the demo: FLAIR and T1c like BraTS, the phantom's own
     grid (2.5-3 mm voxels: no further downsampling), 24^3 patches for the classifiers and the
-    U-Nets, brief schedules."""
+    U-Nets, brief schedules. The classifier's windows see the whole brain: the tumour preset's
+    3-voxel edge is 3 mm on BraTS's grid, but 8-9 mm of cortex on the phantom's."""
     from wsls.data.patches import PatchConfig
     from wsls.data.preprocess import PreprocessConfig
     from wsls.training.segmenter import SegmenterTrainConfig
@@ -79,6 +80,7 @@ def demo_config(plan: DemoPlan) -> WSLSConfig:
         modalities=("flair", "t1c"),
         preprocess=PreprocessConfig(downsample=1.0, pad_to_multiple=8),
         classifier_scale=1,  # the phantom's voxels are already coarse
+        window_edge=0,
         patch=PatchConfig(size=24, min_lesion_voxels=40, flip_lr=True),
         classifier=plan.classifier,
         embedding_schedule=plan.embedding,

@@ -385,6 +385,27 @@ def test_a_bundle_saved_before_window_edge_keeps_the_windows_it_was_trained_with
     assert saved_config(saved) == replace(preset_config("tumour"), window_edge=0)
 
 
+def test_the_bias_field_is_removed_at_segmentation_only_and_by_the_tumour_preset_only():
+    from dataclasses import replace
+
+    from wsls.method.config import paper_variant
+    from wsls.method.presets import saved_config
+
+    assert preset_config("tumour").em.bias_order == 2
+    assert preset_config("ms").em.bias_order == preset_config("stroke").em.bias_order == 0
+    assert paper_variant(preset_config("tumour")).em.bias_order == 0
+    # segmentation only: a bundle saved before the setting existed takes its preset's value
+    for name in ("tumour", "ms"):
+        saved = preset_config(name).to_dict()
+        del saved["em"]["bias_order"], saved["em"]["bias_exclude"]
+        assert saved_config(saved) == preset_config(name)
+    with pytest.raises(ValueError, match="bias_order"):
+        EMConfig(bias_order=5)
+    with pytest.raises(ValueError, match="bias_exclude"):
+        EMConfig(bias_exclude=0.0)
+    assert replace(EMConfig(), bias_order=0).bias_exclude == 0.05
+
+
 def test_otsu_threshold_splits_two_modes():
     from wsls.training.pipeline import otsu_threshold
 
@@ -421,7 +442,9 @@ def test_support_refinement_grows_the_prior_over_the_whole_lesion(core_scene):
     config = WSLSConfig(modalities=("flair",))
     found = {}
     for rounds in (0, config.em.support_rounds):
-        c = replace(config, em=replace(config.em, support_rounds=rounds))
+        # no field removed: a lesion an eighth of the brain that the map barely touches would
+        # be partly taken for one (EMConfig.bias_exclude)
+        c = replace(config, em=replace(config.em, support_rounds=rounds, bias_order=0))
         T = torch.from_numpy
         post = intensity_posterior(T(image), T(brain), T(weak), c)
         found[rounds] = supported_lesion(weak, brain, post.numpy(), c.confident)
@@ -442,7 +465,7 @@ def test_the_refined_prior_is_smoothed_as_the_whole_map_would_be(core_scene):
     T = torch.from_numpy
     x, b, acam = T(image), T(brain), T(weak).float()
     config = WSLSConfig(modalities=("flair",))
-    config = replace(config, em=replace(config.em, support_tolerance=0.0))
+    config = replace(config, em=replace(config.em, support_tolerance=0.0, bias_order=0))
     voxels, prior, rounds = BrainVoxels(x, b), acam, []
     for _ in range(config.em.support_rounds + 1):  # every round: the tolerance is zero
         mixture = _fit(voxels, _smoothed(prior, config.em), config.em)
@@ -506,6 +529,64 @@ def test_a_map_wider_than_the_lesion_lets_intensity_draw_its_boundary():
     assert found[0.5][margin].mean() < 0.5 * found[None][margin].mean()
     assert found[0.5][lesion].mean() > 0.97
     assert dice(found[0.5], lesion) > dice(found[None], lesion) + 0.03
+
+
+@pytest.fixture
+def field_scene():
+    """A brain of three tissues with a dim lesion (as a tumour's edema on FLAIR), a quadratic
+    bias field that lifts the lesion's side of the brain to the lesion's brightness, and a map
+    on the lesion."""
+    rng = np.random.default_rng(1)
+    shape = (40, 40, 32)
+    brain = ball(shape, (20, 20, 16), 18)
+    flair = np.choose(rng.integers(0, 3, shape), [-1.0, 0.0, 0.6])
+    flair = flair + 0.15 * rng.standard_normal(shape)
+    lesion = ball(shape, (12, 20, 16), 6)
+    flair[lesion] = 1.3 + 0.2 * rng.standard_normal(lesion.sum())
+    i, j, _ = np.indices(shape) / 20.0 - 1.0
+    field = 0.6 * i**2 - 0.8 * i + 0.3 * j  # +1.4 on the lesion's side, -0.2 across the brain
+    image = ((flair + field)[None] * brain).astype(np.float32)
+    weak = ball(shape, (12, 20, 16), 4).astype(np.float32)
+    return image, brain, lesion, field, weak
+
+
+def test_a_polynomial_field_is_recovered_and_centred(field_scene):
+    """Fitted where the lesion is left out (as the map leaves it out), the field removed is the
+    true one, centred; fitted everywhere, the robust fit still follows it, the lesion pulling
+    it a little; the values stay on a grid (few distinct values)."""
+    from wsls.method.intensity import FIELD_STEP, BrainVoxels, without_field
+
+    image, brain, lesion, field, _ = field_scene
+    voxels = BrainVoxels(torch.from_numpy(image), torch.from_numpy(brain))
+    truth = field[brain] - field[brain].mean()
+    errors = {}
+    for name, fitted in (("outside", ~lesion[brain]), ("everywhere", np.ones(len(truth), bool))):
+        corrected = without_field(voxels, (0,), 2, torch.from_numpy(fitted))
+        removed = (voxels.values[:, 0] - corrected.values[:, 0]).numpy()
+        errors[name] = np.abs(removed - truth)
+        assert abs(corrected.values[:, 0].mean() - voxels.values[:, 0].mean()) < FIELD_STEP
+        steps = corrected.values[:, 0] / FIELD_STEP
+        assert torch.allclose(steps, steps.round(), atol=1e-6)
+    assert errors["outside"].max() < 0.1 * np.ptp(truth)
+    assert errors["everywhere"].mean() < 0.1 * np.ptp(truth)
+    assert errors["everywhere"].mean() > errors["outside"].mean()
+    assert without_field(voxels, (0,), 0, torch.ones(len(truth), dtype=torch.bool)) is voxels
+
+
+def test_removing_the_bias_field_keeps_the_mixture_on_the_lesion(field_scene):
+    """With the field, the normal tissue on the lesion's side is as bright as the lesion and the
+    mixture takes much of it; with it removed, the posterior is the lesion."""
+    from dataclasses import replace
+
+    image, brain, lesion, _, weak = field_scene
+    config = WSLSConfig(modalities=("flair",))
+    found = {}
+    for order in (0, 2):
+        c = replace(config, em=replace(config.em, bias_order=order))
+        T = torch.from_numpy
+        found[order] = intensity_posterior(T(image), T(brain), T(weak), c).numpy() >= 0.5
+    assert dice(found[0], lesion) < 0.7
+    assert dice(found[2], lesion) > 0.95
 
 
 def test_em_config_validation():

@@ -46,6 +46,15 @@ class EMConfig:
         is, intensity alone draws its boundary, and the shell of partial-volume voxels around
         a lesion, which a prior of 0.9 (odds of 9) let in, stays out. None: ``prior_ceiling``,
         as the networks' training reads it (``wsls.training.case_stages.maps_stage``).
+    bias_order: degree of a smooth polynomial field (in the voxel coordinates) removed from the
+        modalities the mixture reads before it fits them (:func:`wsls.method.intensity
+        .without_field`); 0 removes none. An MRI bias field makes one part of the brain brighter
+        than another: on a raw FLAIR it lifts a lobe above the tumour's dimmer edema, which
+        the mixture then calls lesion or leaves out. Segmentation only: the networks' training
+        reads the maps without it (``maps_stage``), so they stay those trained before it
+        existed.
+    bias_exclude: the field is fitted on the brain's voxels where the smoothed map is under
+        this share of its peak, so that a lesion the map points at is not taken for a field.
     """
 
     iterations: int = 30
@@ -61,6 +70,8 @@ class EMConfig:
     support_rounds: int = 5
     support_tolerance: float = 0.02
     decision_ceiling: float | None = 0.5
+    bias_order: int = 2
+    bias_exclude: float = 0.05
 
     RULES = {
         "iterations": Rule("int", 1, 1000),
@@ -82,6 +93,8 @@ class EMConfig:
         "support_rounds": Rule("int", 0, 50),
         "support_tolerance": FRACTION,
         "decision_ceiling": Rule("float", 0.0, 1.0, open_low=True, open_high=True, optional=True),
+        "bias_order": Rule("int", 0, 4),
+        "bias_exclude": OPEN_FRACTION,
     }
 
     def __post_init__(self) -> None:
@@ -493,12 +506,12 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
     windows that see the whole brain, no self-training, no second look, no hole filling, every
     component kept. The paper gives no rule for lambda: the variant keeps
     ``config.regions.threshold`` (None: wsls's per-volume choice, by agreement with the
-    intensity posterior, read at the fit's prior ceiling as it was before
-    ``EMConfig.decision_ceiling``)."""
+    intensity posterior, read at the fit's prior ceiling and without a bias field removed, as
+    it was before ``EMConfig.decision_ceiling`` and ``EMConfig.bias_order``)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
-        em=replace(config.em, decision_ceiling=None),
+        em=replace(config.em, decision_ceiling=None, bias_order=0),
         regions=replace(config.regions, connectivity=0, bound_margin=None, target="posterior"),
         embedding=replace(config.embedding, kind="unet"),
         classifier_members=1,

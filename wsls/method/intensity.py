@@ -13,6 +13,10 @@ of it (T1c enhances only a tumour's rim) made the posterior worse on the shared 
 picking the modality that best separates the map's hot voxels from its cold ones picked T1c
 whenever the ACAM sat on the enhancing rim.
 
+Before it fits, the mixture removes a smooth polynomial field from the modalities it reads
+(``EMConfig.bias_order``, :func:`without_field`): a raw scan's bias field lifts one part of the
+brain above a dim lesion.
+
 The statistics are float64 on every device, so the CPU and a GPU fit the same mixture.
 """
 
@@ -127,6 +131,78 @@ class BrainVoxels:
             else:  # value pairs are rarely shared
                 self._distinct[columns] = x, torch.arange(len(x), device=x.device)
         return self._distinct[columns]
+
+    def with_values(self, values: Tensor) -> BrainVoxels:
+        """These voxels with other values (N, C) (their distinct values gathered anew)."""
+        out = BrainVoxels.__new__(BrainVoxels)
+        out.shape, out.device, out.index, out.values = self.shape, self.device, self.index, values
+        out._distinct = {}
+        return out
+
+
+# the values with a field removed are rounded to this step (in units of the volume's standard
+# deviation), so that they stay few distinct values (BrainVoxels.distinct)
+FIELD_STEP = 1e-3
+
+
+def without_field(
+    voxels: BrainVoxels, columns: tuple[int, ...], order: int, fitted: Tensor
+) -> BrainVoxels:
+    """The voxels with a smooth field removed from each of ``columns``: a polynomial of degree
+    ``order`` in the voxel coordinates, fitted to the voxels where ``fitted`` (N,) bool holds
+    (:func:`polynomial_field`), centred so that the column's brain mean is unchanged."""
+    if order == 0:
+        return voxels
+    coords = torch.stack(torch.unravel_index(voxels.index, tuple(voxels.shape)), 1).double()
+    coords = (coords - coords.mean(0)) / coords.std(0).clamp_min(1e-8)
+    values = voxels.values.clone()
+    for c in columns:
+        field = polynomial_field(coords, values[:, c], order, fitted)
+        values[:, c] = torch.round((values[:, c] - field) / FIELD_STEP) * FIELD_STEP
+    return voxels.with_values(values)
+
+
+def polynomial_field(
+    coords: Tensor, values: Tensor, order: int, fitted: Tensor, every: int = 7, rounds: int = 5
+) -> Tensor:
+    """(N,) a polynomial of degree ``order`` in ``coords`` (N, 3) (standardised), least-squares
+    fitted to ``values`` (N,) on every ``every``-th voxel where ``fitted`` holds, refitted
+    ``rounds`` times without the voxels whose residual is more than two robust standard
+    deviations (1.4826 MAD) from the median residual (lesions, vessels, CSF that the map did
+    not point at), and centred to mean zero over the N voxels."""
+    powers = [
+        (a, b, c)
+        for a in range(order + 1)
+        for b in range(order + 1 - a)
+        for c in range(order + 1 - a - b)
+    ]
+    sample = torch.arange(0, len(values), every, device=values.device)
+    basis = _monomials(coords[sample], powers)
+    y = values[sample]
+    base = fitted[sample]
+    keep = base
+    coef = torch.zeros(len(powers), dtype=values.dtype, device=values.device)
+    for _ in range(rounds):
+        if int(keep.sum()) < 2 * len(powers):
+            break
+        coef = torch.linalg.lstsq(basis[keep], y[keep, None]).solution[:, 0]
+        residual = y - basis @ coef
+        median = residual[keep].median()
+        spread = 1.4826 * (residual[keep] - median).abs().median()
+        keep = base & ((residual - median).abs() <= 2.0 * spread)
+    field = torch.zeros_like(values)
+    for k, power in enumerate(powers):  # term by term: no (N, terms) matrix
+        if power != (0, 0, 0):
+            field += coef[k] * _monomial(coords, power)
+    return field - field.mean()
+
+
+def _monomial(coords: Tensor, power: tuple[int, int, int]) -> Tensor:
+    return coords[:, 0] ** power[0] * coords[:, 1] ** power[1] * coords[:, 2] ** power[2]
+
+
+def _monomials(coords: Tensor, powers: list[tuple[int, int, int]]) -> Tensor:
+    return torch.stack([_monomial(coords, p) for p in powers], 1)
 
 
 def lesion_posterior(
@@ -308,6 +384,7 @@ def intensity_posterior(
         return voxels.empty()
     acam = acam.float()
     smooth_acam = _smoothed(acam, config.em)
+    voxels = _field_removed(voxels, smooth_acam, config.em)
     smooth = smooth_acam
     for _ in range(config.em.support_rounds + 1):
         mixture = _fit(voxels, smooth, config.em)
@@ -324,6 +401,20 @@ def intensity_posterior(
         # support and so costs its bounding box, not the brain's
         smooth = smooth_acam + _smoothed(support * (1 - acam), config.em)
     return _read(mixture, posterior, config.em.decision_ceiling)
+
+
+def _field_removed(voxels: BrainVoxels, smooth: Tensor, config: EMConfig) -> BrainVoxels:
+    """The voxels without their bias field (``config.bias_order``), fitted where the smoothed
+    map ``smooth`` is under ``config.bias_exclude`` of its peak in the brain."""
+    if config.bias_order == 0:
+        return voxels
+    share = smooth.flatten()[voxels.index]
+    share = share / share.max().clamp_min(1e-8)
+    if isinstance(config.channels, str):  # "first", or "all" and "auto" (any may be read)
+        columns = (0,) if config.channels == "first" else tuple(range(voxels.values.shape[1]))
+    else:
+        columns = tuple(config.channels)
+    return without_field(voxels, columns, config.bias_order, share < config.bias_exclude)
 
 
 def _read(mixture: Mixture, fitted: Tensor, ceiling: float | None) -> Tensor:

@@ -2,14 +2,15 @@
 
 - "tumour": gliomas (BraTS whole tumour): FLAIR + T1c, the classifier on a 2 mm view with 32^3
   patches whose windows do not see the brain's outer 3 voxels, regions grown near the supported
-  estimate, one lesion kept (the component the classifier points at most). The defaults of
+  estimate, one lesion kept (the component the classifier points at most), the mixture reading
+  FLAIR without its bias field (``EMConfig.bias_order`` 2). The defaults of
   :class:`~wsls.method.config.WSLSConfig`.
 - "ms": multiple sclerosis: many small lesions: FLAIR + T1 + T2, 16^3 patches at 1 mm, a patch
   positive from 5 lesion voxels, regions grown globally (lesions need not touch), every
   component kept, the supported estimate not cut at thin bridges (the lesions are that thin),
   no erase test and second look (``WSLSConfig.second_look``) and windows that see the whole
-  brain (``WSLSConfig.window_edge``; both measured on tumours only), no lower bound on the
-  mask's share of the brain in the verdict (one small lesion is real), and the classifier's
+  brain (``WSLSConfig.window_edge``) and no bias field removed (``EMConfig.bias_order``; all
+  three measured on tumours only), no lower bound on the mask's share of the brain in the verdict (one small lesion is real), and the classifier's
   batch-norm statistics as training left them (recomputed, they gave one of the two held-out
   MS patients a mask of a third of the brain).
 - "stroke": ischaemic stroke (ISLES): DWI + ADC + FLAIR, 24^3 patches at 1 mm... as "ms" but
@@ -52,6 +53,7 @@ def preset_config(name: str) -> WSLSConfig:
         window_edge=0,
         classifier_batch_norm=0,
         quality=replace(config.quality, min_brain_fraction=0.0),
+        em=replace(config.em, bias_order=0),
     )
 
 

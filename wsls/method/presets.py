@@ -10,9 +10,10 @@
   component kept, the supported estimate not cut at thin bridges (the lesions are that thin),
   no erase test and second look (``WSLSConfig.second_look``) and windows that see the whole
   brain (``WSLSConfig.window_edge``) and no bias field removed (``EMConfig.bias_order``; all
-  three measured on tumours only), no lower bound on the mask's share of the brain in the verdict (one small lesion is real), and the classifier's
-  batch-norm statistics as training left them (recomputed, they gave one of the two held-out
-  MS patients a mask of a third of the brain).
+  three measured on tumours only), no lower bound on the mask's share of the brain in the
+  verdict (one small lesion is real), and the classifier's batch-norm statistics as training
+  left them (recomputed, they gave one of the two held-out MS patients a mask of a third of
+  the brain).
 - "stroke": ischaemic stroke (ISLES): DWI + ADC + FLAIR, 24^3 patches at 1 mm... as "ms" but
   connected growth.
 

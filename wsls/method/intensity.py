@@ -22,6 +22,7 @@ The statistics are float64 on every device, so the CPU and a GPU fit the same mi
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -113,6 +114,7 @@ class BrainVoxels:
         self.index = torch.nonzero(brain.flatten()).squeeze(1)
         self.values = image.flatten(1)[:, self.index].T.double()
         self._distinct: dict[tuple[int, ...], tuple[Tensor, Tensor]] = {}
+        self._coords: Tensor | None = None
 
     def too_few(self) -> bool:
         """Too few brain voxels to fit a mixture (the posterior is then :meth:`empty`)."""
@@ -134,10 +136,17 @@ class BrainVoxels:
 
     def with_values(self, values: Tensor) -> BrainVoxels:
         """These voxels with other values (N, C) (their distinct values gathered anew)."""
-        out = BrainVoxels.__new__(BrainVoxels)
-        out.shape, out.device, out.index, out.values = self.shape, self.device, self.index, values
-        out._distinct = {}
+        out = copy.copy(self)
+        out.values, out._distinct = values, {}
         return out
+
+    def coords(self) -> Tensor:
+        """(N, 3) float64 the voxels' grid coordinates, standardised (each axis to mean 0 and
+        standard deviation 1 over the brain); computed once per volume."""
+        if self._coords is None:
+            grid = torch.stack(torch.unravel_index(self.index, tuple(self.shape)), 1).double()
+            self._coords = (grid - grid.mean(0)) / grid.std(0).clamp_min(1e-8)
+        return self._coords
 
 
 # the values with a field removed are rounded to this step (in units of the volume's standard
@@ -153,11 +162,9 @@ def without_field(
     (:func:`polynomial_field`), centred so that the column's brain mean is unchanged."""
     if order == 0:
         return voxels
-    coords = torch.stack(torch.unravel_index(voxels.index, tuple(voxels.shape)), 1).double()
-    coords = (coords - coords.mean(0)) / coords.std(0).clamp_min(1e-8)
     values = voxels.values.clone()
     for c in columns:
-        field = polynomial_field(coords, values[:, c], order, fitted)
+        field = polynomial_field(voxels.coords(), values[:, c], order, fitted)
         values[:, c] = torch.round((values[:, c] - field) / FIELD_STEP) * FIELD_STEP
     return voxels.with_values(values)
 

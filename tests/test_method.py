@@ -425,6 +425,34 @@ def test_the_bias_field_is_removed_at_segmentation_only_and_by_the_tumour_preset
         EMConfig(bias_exclude=0.0)
 
 
+def test_two_lesion_gaussians_draw_a_lesion_of_two_intensities():
+    # half the lesion far brighter than the brain, half barely above its brightest tissue (0.6):
+    # one lesion Gaussian centres between them and leaves the faint half to normal tissue
+    rng, brain, flair = three_tissues(0, 0.2)
+    lesion = ball(flair.shape, (20, 20, 16), 9) & brain
+    bright = lesion & (rng.random(flair.shape) < 0.5)
+    flair[lesion] = 1.0 + 0.2 * rng.standard_normal(int(lesion.sum()))
+    flair[bright] = 6.0 + 0.2 * rng.standard_normal(int(bright.sum()))
+    weak = ball(flair.shape, (20, 20, 16), 7).astype(np.float32)
+    image = flair[None].astype(np.float32)
+    found = {n: lesion_estimate(image, brain, weak, lesion_components=n) for n in (1, 2)}
+    assert dice(found[1], lesion) < 0.85
+    assert found[1][bright].mean() > 0.99
+    assert dice(found[2], lesion) > 0.92
+
+
+def test_two_lesion_gaussians_at_segmentation_only_and_kept_by_older_bundles():
+    from wsls.method.config import paper_variant
+    from wsls.method.presets import saved_config
+
+    for name in ("tumour", "ms", "stroke"):
+        assert preset_config(name).em.lesion_components == 2
+        saved = preset_config(name).to_dict()
+        saved["em"]["lesion_components"] = 1  # what a bundle saved before: it keeps it
+        assert saved_config(saved).em.lesion_components == 1
+    assert paper_variant(preset_config("tumour")).em.lesion_components == 1
+
+
 def test_otsu_threshold_splits_two_modes():
     from wsls.training.pipeline import otsu_threshold
 

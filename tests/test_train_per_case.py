@@ -56,10 +56,10 @@ def straight(cases, tmp_path_factory):
 
 def test_stored_outputs_equal_the_in_memory_computation(cases, straight):
     out, models = straight
-    # training reads the posterior at the fit's prior ceiling and without a bias field removed
-    # (case_stages.maps_stage), whatever the configuration says
-    assert models.config.em.bias_order == 2
-    em = replace(models.config.em, decision_ceiling=None, bias_order=0)
+    # training reads the posterior at the fit's prior ceiling, without a bias field removed and
+    # with one lesion Gaussian (case_stages.maps_stage), whatever the configuration says
+    assert models.config.em.bias_order == models.config.em.lesion_components == 2
+    em = replace(models.config.em, decision_ceiling=None, bias_order=0, lesion_components=1)
     config = replace(models.config, em=em)
     for i, case in enumerate(cases):
         folder = sorted((out / "cases" / "maps").glob(f"{i:05d}-*"))[0]

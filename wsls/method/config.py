@@ -26,7 +26,11 @@ from wsls.settings import (
 class EMConfig:
     """Attributes:
     iterations: EM steps.
-    normal_components, lesion_components: Gaussians per class.
+    normal_components, lesion_components: Gaussians per class. Two lesion Gaussians: a tumour
+        is not one intensity (edema barely brighter than white matter, a darker core), nor is
+        an MS lesion load (bright plaques and their fainter, partial-volume edges); one
+        Gaussian centres on the brightest part and leaves the rest out. Segmentation only, as
+        ``bias_order``: the networks' training reads the maps with one (``maps_stage``).
     channels: "first" (the lesion modality), "auto" (the modality that best separates the map's
         hot and cold voxels), "all", or channel indices.
     prior_floor, prior_ceiling: clip of the spatial prior (no voxel is certain a priori).
@@ -59,7 +63,7 @@ class EMConfig:
 
     iterations: int = 30
     normal_components: int = 3
-    lesion_components: int = 1
+    lesion_components: int = 2
     channels: str | tuple[int, ...] = "first"
     prior_floor: float = 0.02
     prior_ceiling: float = 0.9
@@ -506,12 +510,13 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
     windows that see the whole brain, no self-training, no second look, no hole filling, every
     component kept. The paper gives no rule for lambda: the variant keeps
     ``config.regions.threshold`` (None: wsls's per-volume choice, by agreement with the
-    intensity posterior, read at the fit's prior ceiling and without a bias field removed, as
-    it was before ``EMConfig.decision_ceiling`` and ``EMConfig.bias_order``)."""
+    intensity posterior, read at the fit's prior ceiling, without a bias field removed and with
+    one lesion Gaussian, as it was before ``EMConfig.decision_ceiling``, ``EMConfig.bias_order``
+    and two ``EMConfig.lesion_components``)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
-        em=replace(config.em, decision_ceiling=None, bias_order=0),
+        em=replace(config.em, decision_ceiling=None, bias_order=0, lesion_components=1),
         regions=replace(config.regions, connectivity=0, bound_margin=None, target="posterior"),
         embedding=replace(config.embedding, kind="unet"),
         classifier_members=1,

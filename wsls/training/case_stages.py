@@ -85,11 +85,13 @@ def maps_stage(cases, classifier, config) -> Compute:
     """Case i's maps (ACAM on the classifier's coarse view, intensity posterior) and confident
     voxels, as :func:`wsls.method.segment.volume_maps` and ``select_confident`` give them; with
     a voxel mask, also the precision of the paper's and the refined rules (evaluation). The
-    posterior is read at the fit's prior ceiling (``EMConfig.decision_ceiling`` None) and
-    without a bias field removed (``EMConfig.bias_order`` 0), so the networks stay those
-    trained before the method read it otherwise."""
+    posterior is read at the fit's prior ceiling (``EMConfig.decision_ceiling`` None), without
+    a bias field removed (``EMConfig.bias_order`` 0) and with one lesion Gaussian
+    (``EMConfig.lesion_components``), so the networks stay those trained before the method read
+    it otherwise."""
     device = method_device(classifier)
-    config = replace(config, em=replace(config.em, decision_ceiling=None, bias_order=0))
+    em = replace(config.em, decision_ceiling=None, bias_order=0, lesion_components=1)
+    config = replace(config, em=em)
 
     def compute(index: int):
         case = cases[index]

@@ -46,7 +46,7 @@ class EMConfig:
     decision_ceiling: the prior's ceiling where the method decides which voxels are lesion
         (posterior >= 0.5; the fit keeps ``prior_ceiling``, and a voxel kept as lesion keeps
         the fit's posterior). At 0.5 a voxel is lesion only where its intensity is likelier
-        under the lesion Gaussian than under the normal ones: the map says where the lesion
+        under the lesion Gaussians than under the normal ones: the map says where the lesion
         is, intensity alone draws its boundary, and the shell of partial-volume voxels around
         a lesion, which a prior of 0.9 (odds of 9) let in, stays out. None: ``prior_ceiling``,
         as the networks' training reads it (``wsls.training.case_stages.maps_stage``).

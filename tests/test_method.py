@@ -441,16 +441,19 @@ def test_two_lesion_gaussians_draw_a_lesion_of_two_intensities():
     assert dice(found[2], lesion) > 0.92
 
 
-def test_two_lesion_gaussians_at_segmentation_only_and_kept_by_older_bundles():
+def test_faint_lesions_get_two_gaussians_at_segmentation_only_in_every_preset():
     from wsls.method.config import paper_variant
     from wsls.method.presets import saved_config
 
     for name in ("tumour", "ms", "stroke"):
-        assert preset_config(name).em.lesion_components == 2
+        em = preset_config(name).em
+        assert (em.lesion_components, em.faint_lesion_components) == (1, 2)
         saved = preset_config(name).to_dict()
-        saved["em"]["lesion_components"] = 1  # what a bundle saved before: it keeps it
-        assert saved_config(saved).em.lesion_components == 1
-    assert paper_variant(preset_config("tumour")).em.lesion_components == 1
+        del saved["em"]["faint_lesion_components"]  # saved before it existed: the preset's
+        assert saved_config(saved) == preset_config(name)
+    assert paper_variant(preset_config("tumour")).em.faint_lesion_components is None
+    with pytest.raises(ValueError, match="faint_lesion_components"):
+        EMConfig(faint_lesion_components=0)
 
 
 def test_otsu_threshold_splits_two_modes():

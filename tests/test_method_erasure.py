@@ -90,7 +90,8 @@ def test_the_evidence_region_is_the_mask_every_hot_voxel_and_the_estimates_they_
 def shipped_case(data_shared):
     """The shipped tumour model, a shared BraTS case prepared for it, and its segmentation."""
     models = wsls.load(pretrained.DEFAULT)
-    models.config = replace(models.config, second_look=True)
+    em = replace(models.config.em, faint_lesion_components=None)  # the erase test alone
+    models.config = replace(models.config, second_look=True, em=em)
     config = models.config
     (ref,) = [
         r
@@ -213,3 +214,33 @@ def test_a_classifier_that_cannot_vouch_leaves_the_erase_test_unread(shipped_cas
     assert measures["erased_probability"] > config.quality.max_erased_probability
     assert measures["evidence_erased_probability"] > config.quality.max_erased_probability
     assert judged.quality.flags == result.quality.flags
+
+
+def test_a_mask_that_barely_stands_out_is_segmented_again_with_two_lesion_gaussians(
+    shipped_case,
+):
+    """Where the verdict flags the mask for its contrast, the volume is segmented again with
+    ``faint_lesion_components`` lesion Gaussians: the mask, maps and verdict of that mixture
+    from the start; where it does not, the first mask stays."""
+    models, prepared, _, _ = shipped_case
+    x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
+    em = replace(models.config.em, lesion_components=1, faint_lesion_components=2)
+    one = replace(models.config, em=em)
+
+    def segmented(config):
+        maps = device_maps(models.classifier, x, b, config)
+        return segment_on_device(models.embedding, x, b, maps, config, models.classifier)
+
+    def bound(config, min_contrast):
+        return replace(config, quality=replace(config.quality, min_contrast=min_contrast))
+
+    never = segmented(replace(one, em=replace(one.em, faint_lesion_components=None)))
+    two = replace(one, em=replace(one.em, lesion_components=2, faint_lesion_components=None))
+    direct = segmented(bound(two, 100.0))
+    flagged = segmented(bound(one, 100.0))  # every mask barely stands out
+    assert torch.equal(flagged.mask, direct.mask)
+    assert torch.equal(flagged.maps.posterior, direct.maps.posterior)
+    assert flagged.quality.measures == direct.quality.measures
+    assert not torch.equal(flagged.maps.posterior, never.maps.posterior)
+    standing = segmented(bound(one, -100.0))  # none does
+    assert torch.equal(standing.mask, never.mask)

@@ -56,10 +56,10 @@ def straight(cases, tmp_path_factory):
 
 def test_stored_outputs_equal_the_in_memory_computation(cases, straight):
     out, models = straight
-    # training reads the posterior at the fit's prior ceiling, without a bias field removed and
-    # with one lesion Gaussian (case_stages.maps_stage), whatever the configuration says
-    assert models.config.em.bias_order == models.config.em.lesion_components == 2
-    em = replace(models.config.em, decision_ceiling=None, bias_order=0, lesion_components=1)
+    # training reads the posterior at the fit's prior ceiling and without a bias field removed
+    # (case_stages.maps_stage), whatever the configuration says
+    assert models.config.em.bias_order == 2
+    em = replace(models.config.em, decision_ceiling=None, bias_order=0)
     config = replace(models.config, em=em)
     for i, case in enumerate(cases):
         folder = sorted((out / "cases" / "maps").glob(f"{i:05d}-*"))[0]
@@ -120,7 +120,9 @@ def test_killed_during_per_case_stage_resumes_without_recomputing(
     assert (run / "report.json").read_text() == (straight[0] / "report.json").read_text()
 
 
-def test_self_training_segments_without_the_cut_or_the_second_look(cases, straight, monkeypatch):
+def test_self_training_segments_without_the_cut_the_second_look_or_the_faint_refit(
+    cases, straight, monkeypatch
+):
     from wsls.training import case_stages
 
     _, models = straight
@@ -137,7 +139,10 @@ def test_self_training_segments_without_the_cut_or_the_second_look(cases, straig
     case_stages.self_training_voxels(models.classifier, models.embedding, cases[0], maps, config, 0)
     assert [c.regions.bridge_radius for c in seen] == [0]
     assert config.second_look and not seen[0].second_look  # no erase test, no second look
-    restored = replace(seen[0], regions=config.regions, second_look=config.second_look)
+    assert config.em.faint_lesion_components == 2 and seen[0].em.faint_lesion_components is None
+    restored = replace(
+        seen[0], regions=config.regions, second_look=config.second_look, em=config.em
+    )
     assert restored == config  # nothing else changed
 
 

@@ -26,11 +26,7 @@ from wsls.settings import (
 class EMConfig:
     """Attributes:
     iterations: EM steps.
-    normal_components, lesion_components: Gaussians per class. Two lesion Gaussians: a tumour
-        is not one intensity (edema barely brighter than white matter, a darker core), nor is
-        an MS lesion load (bright plaques and their fainter, partial-volume edges); one
-        Gaussian centres on the brightest part and leaves the rest out. Segmentation only, as
-        ``bias_order``: the networks' training reads the maps with one (``maps_stage``).
+    normal_components, lesion_components: Gaussians per class.
     channels: "first" (the lesion modality), "auto" (the modality that best separates the map's
         hot and cold voxels), "all", or channel indices.
     prior_floor, prior_ceiling: clip of the spatial prior (no voxel is certain a priori).
@@ -46,7 +42,7 @@ class EMConfig:
     decision_ceiling: the prior's ceiling where the method decides which voxels are lesion
         (posterior >= 0.5; the fit keeps ``prior_ceiling``, and a voxel kept as lesion keeps
         the fit's posterior). At 0.5 a voxel is lesion only where its intensity is likelier
-        under the lesion Gaussians than under the normal ones: the map says where the lesion
+        under the lesion Gaussian than under the normal ones: the map says where the lesion
         is, intensity alone draws its boundary, and the shell of partial-volume voxels around
         a lesion, which a prior of 0.9 (odds of 9) let in, stays out. None: ``prior_ceiling``,
         as the networks' training reads it (``wsls.training.case_stages.maps_stage``).
@@ -59,11 +55,18 @@ class EMConfig:
         existed.
     bias_exclude: the field is fitted on the brain's voxels where the smoothed map is under
         this share of its peak, so that a lesion the map points at is not taken for a field.
+    faint_lesion_components: where the mask barely differs from the tissue around it (its
+        contrast under ``QualityConfig.min_contrast``, the verdict's flag), the volume is
+        segmented again with this many lesion Gaussians (``wsls.method.segment``): a lesion
+        whose edema is barely brighter than white matter, or whose core is darker, is not one
+        intensity, and one Gaussian centred on its brightest part leaves the rest out; on a
+        lesion that stands out, a second Gaussian takes in the partial-volume shell around
+        it. None: never. Segmentation only, as ``bias_order``.
     """
 
     iterations: int = 30
     normal_components: int = 3
-    lesion_components: int = 2
+    lesion_components: int = 1
     channels: str | tuple[int, ...] = "first"
     prior_floor: float = 0.02
     prior_ceiling: float = 0.9
@@ -76,6 +79,7 @@ class EMConfig:
     decision_ceiling: float | None = 0.5
     bias_order: int = 2
     bias_exclude: float = 0.05
+    faint_lesion_components: int | None = 2
 
     RULES = {
         "iterations": Rule("int", 1, 1000),
@@ -99,6 +103,7 @@ class EMConfig:
         "decision_ceiling": Rule("float", 0.0, 1.0, open_low=True, open_high=True, optional=True),
         "bias_order": Rule("int", 0, 4),
         "bias_exclude": OPEN_FRACTION,
+        "faint_lesion_components": Rule("int", 1, 10, optional=True),
     }
 
     def __post_init__(self) -> None:
@@ -512,11 +517,11 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
     ``config.regions.threshold`` (None: wsls's per-volume choice, by agreement with the
     intensity posterior, read at the fit's prior ceiling, without a bias field removed and with
     one lesion Gaussian, as it was before ``EMConfig.decision_ceiling``, ``EMConfig.bias_order``
-    and two ``EMConfig.lesion_components``)."""
+    and ``EMConfig.faint_lesion_components``)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
-        em=replace(config.em, decision_ceiling=None, bias_order=0, lesion_components=1),
+        em=replace(config.em, decision_ceiling=None, bias_order=0, faint_lesion_components=None),
         regions=replace(config.regions, connectivity=0, bound_margin=None, target="posterior"),
         embedding=replace(config.embedding, kind="unet"),
         classifier_members=1,

@@ -4,8 +4,8 @@ volume's device.
 "Locate with the weak maps, let intensity draw the boundary" (DESIGN section 8): the smoothed
 ACAM says roughly where the lesion is; EM fits lesion and normal-tissue Gaussians to the
 intensities inside the brain, each voxel's lesion prior being its smoothed map value. Normal
-tissue gets several components (CSF, grey and white matter look different); the lesion two
-(``EMConfig.lesion_components``: a tumour's bright edema and its fainter edema or darker core).
+tissue gets several components (CSF, grey and white matter look different); the lesion one
+(two where a first mask barely stands out: ``EMConfig.faint_lesion_components``).
 The posterior is intensity-consistent where the ACAM is only approximately right.
 
 By default the mixture sees one modality, the first: by convention the one that shows the whole

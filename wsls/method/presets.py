@@ -3,8 +3,9 @@
 - "tumour": gliomas (BraTS whole tumour): FLAIR + T1c, the classifier on a 2 mm view with 32^3
   patches whose windows do not see the brain's outer 3 voxels, regions grown near the supported
   estimate, one lesion kept (the component the classifier points at most), the mixture reading
-  FLAIR without its bias field (``EMConfig.bias_order`` 2) and modelling the lesion with two
-  Gaussians (``EMConfig.lesion_components``, as every preset). The defaults of
+  FLAIR without its bias field (``EMConfig.bias_order`` 2) and, where the mask barely differs
+  from the tissue around it, segmenting again with two lesion Gaussians
+  (``EMConfig.faint_lesion_components``, as every preset). The defaults of
   :class:`~wsls.method.config.WSLSConfig`.
 - "ms": multiple sclerosis: many small lesions: FLAIR + T1 + T2, 16^3 patches at 1 mm, a patch
   positive from 5 lesion voxels, regions grown globally (lesions need not touch), every

@@ -213,6 +213,10 @@ def segment_on_device(
     classifier; else the first, flagged. A classifier that cannot vouch leaves the test unread.
     A first look that finds nothing (no seed is intensity-consistent) is tested as a mask on
     all its evidence would be: the classifier's hot voxels and the estimate they support.
+
+    With the classifier and ``em.faint_lesion_components``, a mask that the verdict flags for
+    its contrast with the tissue around it (the lesion barely stands out of it) is dropped and
+    the volume segmented again, from its maps with that many lesion Gaussians in the mixture.
     """
     if m.probability < config.min_lesion_probability:
         empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
@@ -220,6 +224,36 @@ def segment_on_device(
         return MethodResult(empty, m, confident_voxels(m, b, config)[0], None, quality)
     with inference_autocast(x.device, config.bf16):
         emb = embed_volume(embedding, x, b).float()
+    result = _look(emb, x, b, m, config, classifier)
+    faint = config.em.faint_lesion_components
+    if faint is not None and classifier is not None and _barely_stands_out(result, config):
+        again = replace(
+            config, em=replace(config.em, lesion_components=faint, faint_lesion_components=None)
+        )
+        views = member_views(classifier, x, b, again, m.windows)
+        refit = maps_of_views(views, x, b, again, m.voxels)
+        result = _look(
+            emb, x, b, replace(refit, windows=m.windows, voxels=m.voxels), again, classifier
+        )
+    return result
+
+
+def _barely_stands_out(result: MethodResult, config: WSLSConfig) -> bool:
+    """Whether the verdict flags the mask for its contrast with the tissue around it."""
+    contrast = result.quality.measures.get("contrast", float("nan"))
+    return bool(result.mask.any()) and contrast < config.quality.min_contrast
+
+
+def _look(
+    emb: Tensor,
+    x: Tensor,
+    b: Tensor,
+    m: VolumeMaps,
+    config: WSLSConfig,
+    classifier: nn.Module | None,
+) -> MethodResult:
+    """:func:`segment_on_device` with the embeddings ``emb`` and the maps ``m`` of one mixture:
+    the mask, its erase test and second look, and its verdict."""
     result, supported = _segment(emb, x, b, m, config)
     erased = evidence = None
     if classifier is not None and config.second_look:

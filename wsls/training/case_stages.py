@@ -85,13 +85,11 @@ def maps_stage(cases, classifier, config) -> Compute:
     """Case i's maps (ACAM on the classifier's coarse view, intensity posterior) and confident
     voxels, as :func:`wsls.method.segment.volume_maps` and ``select_confident`` give them; with
     a voxel mask, also the precision of the paper's and the refined rules (evaluation). The
-    posterior is read at the fit's prior ceiling (``EMConfig.decision_ceiling`` None), without
-    a bias field removed (``EMConfig.bias_order`` 0) and with one lesion Gaussian
-    (``EMConfig.lesion_components``), so the networks stay those trained before the method read
-    it otherwise."""
+    posterior is read at the fit's prior ceiling (``EMConfig.decision_ceiling`` None) and
+    without a bias field removed (``EMConfig.bias_order`` 0), so the networks stay those
+    trained before the method read it otherwise."""
     device = method_device(classifier)
-    em = replace(config.em, decision_ceiling=None, bias_order=0, lesion_components=1)
-    config = replace(config, em=em)
+    config = replace(config, em=replace(config.em, decision_ceiling=None, bias_order=0))
 
     def compute(index: int):
         case = cases[index]
@@ -152,13 +150,20 @@ def self_training_stage(cases, classifier, embedding, maps: CaseStore, config) -
 def self_training_voxels(classifier, embedding, case, maps, config, index) -> ConfidentVoxels:
     """Confident voxels from the method's own segmentation: lesion well inside it (and
     intensity-consistent), normal outside a margin around it. That segmentation does not cut
-    the supported estimate at thin bridges (``RegionConfig.bridge_radius``) nor look twice
-    (``second_look``): both are the final segmentation's, so the networks stay those trained
-    before they existed."""
+    the supported estimate at thin bridges (``RegionConfig.bridge_radius``), look twice
+    (``second_look``) nor segment a faint lesion again (``EMConfig.faint_lesion_components``):
+    they are the final segmentation's, so the networks stay those trained before they
+    existed."""
     from scipy import ndimage as ndi
 
     image, brain = _in_memory(case)
-    uncut = replace(config, regions=replace(config.regions, bridge_radius=0), second_look=False)
+    em = replace(config.em, faint_lesion_components=None)
+    uncut = replace(
+        config,
+        regions=replace(config.regions, bridge_radius=0),
+        second_look=False,
+        em=em,
+    )
     mask = segment_volume(classifier, embedding, image, brain, uncut, maps).mask
     inner = ndi.binary_erosion(mask, iterations=1) & (maps.posterior >= 0.5)
     outer = ~ndi.binary_dilation(mask, iterations=2) & brain

@@ -219,9 +219,9 @@ def test_a_classifier_that_cannot_vouch_leaves_the_erase_test_unread(shipped_cas
 def test_a_mask_that_barely_stands_out_is_segmented_again_with_two_lesion_gaussians(
     shipped_case,
 ):
-    """Where the verdict flags the mask for its contrast, the volume is segmented again with
-    ``faint_lesion_components`` lesion Gaussians: the mask, maps and verdict of that mixture
-    from the start; where it does not, the first mask stays."""
+    """Where the verdict would flag the first mask for its contrast, the volume is segmented
+    again with ``faint_lesion_components`` lesion Gaussians: the mask, maps and verdict of that
+    mixture from the start; where it would not, the first mask stays."""
     models, prepared, _, _ = shipped_case
     x, b = to_device(prepared.image, prepared.brain, torch.device("cpu"))
     em = replace(models.config.em, lesion_components=1, faint_lesion_components=2)

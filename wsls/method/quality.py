@@ -41,7 +41,7 @@ class Quality:
         return "ok" if self.ok else "check: " + "; ".join(self.flags)
 
 
-def _contrast(channel: Tensor, mask: Tensor, brain: Tensor, shell: int) -> float:
+def contrast(channel: Tensor, mask: Tensor, brain: Tensor, shell: int) -> float:
     """Mean of ``channel`` in the mask minus its mean in a shell around it, in units of the
     brain's standard deviation."""
     around = dilate(mask, shell) & brain & ~mask
@@ -78,7 +78,7 @@ def assess(
     measures = {
         "probability": float(probability),
         "brain_fraction": n_mask / n_brain,
-        "contrast": _contrast(image[0], mask, brain, config.shell),
+        "contrast": contrast(image[0], mask, brain, config.shell),
     }
     if support is not None:
         n_support = int(support.sum())

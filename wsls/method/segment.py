@@ -24,7 +24,7 @@ from wsls.method.erasure import erased_probability, erased_view, evidence_region
 from wsls.method.intensity import BrainVoxels, intensity_posterior
 from wsls.method.maps import inference_autocast, member_views
 from wsls.method.postprocess import postprocess
-from wsls.method.quality import Quality, assess
+from wsls.method.quality import Quality, assess, contrast
 from wsls.method.regions import Regions, segment_regions
 from wsls.method.seeds import spread_seeds
 from wsls.method.windows import WindowMemo
@@ -214,9 +214,10 @@ def segment_on_device(
     A first look that finds nothing (no seed is intensity-consistent) is tested as a mask on
     all its evidence would be: the classifier's hot voxels and the estimate they support.
 
-    With the classifier and ``em.faint_lesion_components``, a mask that the verdict flags for
-    its contrast with the tissue around it (the lesion barely stands out of it) is dropped and
-    the volume segmented again, from its maps with that many lesion Gaussians in the mixture.
+    With the classifier and ``em.faint_lesion_components``, a first mask that the verdict would
+    flag for its contrast with the tissue around it (the lesion barely stands out of it) is
+    dropped before the erase test, and the volume segmented again from its maps with that many
+    lesion Gaussians in the mixture; the erase test and the verdict then read that mask.
     """
     if m.probability < config.min_lesion_probability:
         empty = torch.zeros_like(b)  # flagged: on a scan that has a lesion, this is a miss
@@ -224,37 +225,20 @@ def segment_on_device(
         return MethodResult(empty, m, confident_voxels(m, b, config)[0], None, quality)
     with inference_autocast(x.device, config.bf16):
         emb = embed_volume(embedding, x, b).float()
-    result = _look(emb, x, b, m, config, classifier)
+    result, supported = _segment(emb, x, b, m, config)
     faint = config.em.faint_lesion_components
-    if faint is not None and classifier is not None and _barely_stands_out(result, config):
-        again = replace(
+    if (
+        faint is not None
+        and classifier is not None
+        and _barely_stands_out(result.mask, x, b, config)
+    ):
+        config = replace(
             config, em=replace(config.em, lesion_components=faint, faint_lesion_components=None)
         )
-        views = member_views(classifier, x, b, again, m.windows)
-        refit = maps_of_views(views, x, b, again, m.voxels)
-        result = _look(
-            emb, x, b, replace(refit, windows=m.windows, voxels=m.voxels), again, classifier
-        )
-    return result
-
-
-def _barely_stands_out(result: MethodResult, config: WSLSConfig) -> bool:
-    """Whether the verdict flags the mask for its contrast with the tissue around it."""
-    contrast = result.quality.measures.get("contrast", float("nan"))
-    return bool(result.mask.any()) and contrast < config.quality.min_contrast
-
-
-def _look(
-    emb: Tensor,
-    x: Tensor,
-    b: Tensor,
-    m: VolumeMaps,
-    config: WSLSConfig,
-    classifier: nn.Module | None,
-) -> MethodResult:
-    """:func:`segment_on_device` with the embeddings ``emb`` and the maps ``m`` of one mixture:
-    the mask, its erase test and second look, and its verdict."""
-    result, supported = _segment(emb, x, b, m, config)
+        views = member_views(classifier, x, b, config, m.windows)
+        refit = maps_of_views(views, x, b, config, m.voxels)
+        m = replace(refit, windows=m.windows, voxels=m.voxels)
+        result, supported = _segment(emb, x, b, m, config)
     erased = evidence = None
     if classifier is not None and config.second_look:
         tested = result.mask
@@ -269,6 +253,13 @@ def _look(
         result.mask, b, x, m.probability, supported, config.quality, m.agreement, erased, evidence
     )
     return result
+
+
+def _barely_stands_out(mask: Tensor, x: Tensor, b: Tensor, config: WSLSConfig) -> bool:
+    """Whether the verdict would flag ``mask`` for its contrast with the tissue around it."""
+    if not bool(mask.any()):
+        return False
+    return contrast(x[0], mask, b, config.quality.shell) < config.quality.min_contrast
 
 
 def _erase_test(

@@ -1,6 +1,6 @@
 """What two lesion Gaussians cost: ``wsls.segment`` with the shipped model on three cases,
-``EMConfig.lesion_components`` 1 and 2 alternating in one process (one warm-up call), three
-calls each; prints the median seconds per case and setting, and the ratio.
+``EMConfig.lesion_components`` 1 and 2 alternating in one process (one warm-up call; no faint
+refit), three calls each; prints the median seconds per case and setting, and the ratio.
 
 python docs/results/lesion_components_time/time.py CASE_FOLDER... (output: time.txt)
 """
@@ -17,7 +17,10 @@ def main() -> None:
     models = wsls.load("tumour")
     settings = {
         n: dataclasses.replace(
-            models.config, em=dataclasses.replace(models.config.em, lesion_components=n)
+            models.config,
+            em=dataclasses.replace(
+                models.config.em, lesion_components=n, faint_lesion_components=None
+            ),
         )
         for n in (1, 2)
     }

@@ -55,9 +55,10 @@ class EMConfig:
         existed.
     bias_exclude: the field is fitted on the brain's voxels where the smoothed map is under
         this share of its peak, so that a lesion the map points at is not taken for a field.
-    faint_lesion_components: where the mask barely differs from the tissue around it (its
-        contrast under ``QualityConfig.min_contrast``, the verdict's flag), the volume is
-        segmented again with this many lesion Gaussians (``wsls.method.segment``): a lesion
+    faint_lesion_components: where the first mask barely differs from the tissue around it
+        (its contrast under ``QualityConfig.min_contrast``, the verdict's flag), it is dropped
+        before the erase test and the volume segmented again with this many lesion Gaussians
+        (``wsls.method.segment.segment_on_device``; needs the classifier): a lesion
         whose edema is barely brighter than white matter, or whose core is darker, is not one
         intensity, and one Gaussian centred on its brightest part leaves the rest out; on a
         lesion that stands out, a second Gaussian takes in the partial-volume shell around

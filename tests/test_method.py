@@ -28,7 +28,12 @@ from wsls.method.presets import preset_config
 from wsls.method.quality import assess
 from wsls.method.regions import segment_regions
 from wsls.method.seeds import spread_seeds
-from wsls.method.segment import VolumeMaps, growth_region, segment_on_device
+from wsls.method.segment import (
+    VolumeMaps,
+    drawn_by_intensity,
+    growth_region,
+    segment_on_device,
+)
 from wsls.metrics import dice
 
 
@@ -294,6 +299,22 @@ def test_growth_stays_near_the_supported_estimate():
     assert growth_region(brain, np.zeros_like(brain), 3) is brain  # no estimate: no bound
 
 
+def test_the_intensity_model_draws_the_boundary_of_the_grown_regions():
+    """With ``boundary_band``, the mask is the lesion estimate within that many voxels of the
+    regions: a region grown past the lesion is cut back to it, a lesion edge the region fell
+    short of by up to the band is taken, and an estimate far from every region stays out."""
+    shape = (40, 40, 30)
+    lesion = ball(shape, (14, 20, 15), 6)
+    elsewhere = ball(shape, (32, 20, 15), 3)  # bright tissue no region reached
+    grown = ball(shape, (14, 20, 15), 8) & ~ball(shape, (8, 20, 15), 1)  # blurred, a bay
+    estimate = torch.from_numpy(lesion | elsewhere)
+    drawn = drawn_by_intensity(torch.from_numpy(grown), estimate, 2).numpy()
+    assert np.array_equal(drawn, lesion)
+    cut = drawn_by_intensity(torch.from_numpy(grown), estimate, 0).numpy()
+    assert np.array_equal(cut, lesion & grown) and not cut[8, 20, 15]
+    assert np.array_equal(drawn_by_intensity(torch.from_numpy(grown), estimate, None), grown)
+
+
 def test_quality_flags_unreliable_segmentations(scene):
     image, brain, lesion, _ = scene
     image, brain, lesion = (torch.from_numpy(a) for a in (image, brain, lesion))
@@ -454,6 +475,20 @@ def test_faint_lesions_get_two_gaussians_at_segmentation_only_in_every_preset():
     assert paper_variant(preset_config("tumour")).em.faint_lesion_components is None
     with pytest.raises(ValueError, match="faint_lesion_components"):
         EMConfig(faint_lesion_components=0)
+
+
+def test_only_the_ms_preset_lets_the_intensity_model_draw_the_boundary_at_segmentation():
+    from wsls.method.presets import saved_config
+
+    assert preset_config("ms").regions.boundary_band == 2
+    assert preset_config("tumour").regions.boundary_band is None
+    assert preset_config("stroke").regions.boundary_band is None
+    for name in ("tumour", "ms"):
+        saved = preset_config(name).to_dict()
+        del saved["regions"]["boundary_band"]  # saved before it existed: the preset's
+        assert saved_config(saved) == preset_config(name)
+    with pytest.raises(ValueError, match="boundary_band"):
+        RegionConfig(boundary_band=-1)
 
 
 def test_otsu_threshold_splits_two_modes():

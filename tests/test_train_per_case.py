@@ -120,7 +120,7 @@ def test_killed_during_per_case_stage_resumes_without_recomputing(
     assert (run / "report.json").read_text() == (straight[0] / "report.json").read_text()
 
 
-def test_self_training_segments_without_the_cut_the_second_look_or_the_faint_refit(
+def test_self_training_segments_without_the_cut_the_band_the_second_look_or_the_faint_refit(
     cases, straight, monkeypatch
 ):
     from wsls.training import case_stages
@@ -134,10 +134,11 @@ def test_self_training_segments_without_the_cut_the_second_look_or_the_faint_ref
         return real(classifier, embedding, image, brain, config, maps)
 
     monkeypatch.setattr(case_stages, "segment_volume", recording)
-    config = replace(models.config, regions=replace(models.config.regions, bridge_radius=3))
+    regions = replace(models.config.regions, bridge_radius=3, boundary_band=2)
+    config = replace(models.config, regions=regions)
     maps = volume_maps(models.classifier, cases[0].image, cases[0].brain, config)
     case_stages.self_training_voxels(models.classifier, models.embedding, cases[0], maps, config, 0)
-    assert [c.regions.bridge_radius for c in seen] == [0]
+    assert [(c.regions.bridge_radius, c.regions.boundary_band) for c in seen] == [(0, None)]
     assert config.second_look and not seen[0].second_look  # no erase test, no second look
     assert config.em.faint_lesion_components == 2 and seen[0].em.faint_lesion_components is None
     restored = replace(

@@ -197,6 +197,11 @@ class RegionConfig:
         verdict) is cut where bridges thinner than about twice this many voxels hold it
         together (``wsls.method.confident.cut_thin_bridges``); 0 keeps it whole. Training
         (its self-training segmentation included) does not cut.
+    boundary_band: the intensity model draws the grown regions' boundary: the mask is the
+        voxels of the intensity model's lesion estimate (posterior >= 0.5) within this many
+        voxels of the regions (before holes are filled); the regions say which lesions, not
+        where each ends. None: the regions' own boundary (the embedding sees intensities
+        smoothed over ``EmbeddingTrainConfig.sigmas``, so it draws a blurred one).
     """
 
     seeds: int = 64
@@ -208,6 +213,7 @@ class RegionConfig:
     bound_margin: int | None = 6
     target: str = "support"
     bridge_radius: int = 2
+    boundary_band: int | None = None
 
     RULES = {
         "seeds": Rule("int", 1, 4096),
@@ -219,6 +225,7 @@ class RegionConfig:
         "bound_margin": Rule("int", 0, 100, optional=True),
         "target": Rule("str", choices=("posterior", "support")),
         "bridge_radius": Rule("int", 0, 20),
+        "boundary_band": Rule("int", 0, 20, optional=True),
     }
 
     def __post_init__(self) -> None:

@@ -8,16 +8,18 @@
   (``EMConfig.faint_lesion_components``, as every preset). The defaults of
   :class:`~wsls.method.config.WSLSConfig`.
 - "ms": multiple sclerosis: many small lesions: FLAIR + T1 + T2, 16^3 patches at 1 mm, a patch
-  positive from 5 lesion voxels, regions grown globally (lesions need not touch), every
-  component kept, the supported estimate not cut at thin bridges (the lesions are that thin),
-  no erase test and second look (``WSLSConfig.second_look``) and windows that see the whole
-  brain (``WSLSConfig.window_edge``) and no bias field removed (``EMConfig.bias_order``; all
-  three measured on tumours only), no lower bound on the mask's share of the brain in the
-  verdict (one small lesion is real), and the classifier's batch-norm statistics as training
-  left them (recomputed, they gave one of the two held-out MS patients a mask of a third of
-  the brain).
+  positive from 5 lesion voxels, regions grown globally (lesions need not touch) and their
+  boundary drawn by the intensity model within 2 voxels of them (``RegionConfig.boundary_band``,
+  the embedding's widest smoothing: an MS lesion is bright on FLAIR throughout, with no dark
+  core for the intensity model to leave out), every component kept, the supported estimate not
+  cut at thin bridges (the lesions are that thin), no erase test and second look
+  (``WSLSConfig.second_look``) and windows that see the whole brain (``WSLSConfig.window_edge``)
+  and no bias field removed (``EMConfig.bias_order``; all three measured on tumours only), no
+  lower bound on the mask's share of the brain in the verdict (one small lesion is real), and
+  the classifier's batch-norm statistics as training left them (recomputed, they gave one of
+  the two held-out MS patients a mask of a third of the brain).
 - "stroke": ischaemic stroke (ISLES): DWI + ADC + FLAIR, 24^3 patches at 1 mm... as "ms" but
-  connected growth.
+  connected growth and the regions' own boundary (no stroke scans to measure it on).
 
 The preset's name is saved in the bundle's configuration (``WSLSConfig.preset``).
 """
@@ -50,6 +52,7 @@ def preset_config(name: str) -> WSLSConfig:
             connectivity=0 if name == "ms" else 6,
             bound_margin=None if name == "ms" else config.regions.bound_margin,
             bridge_radius=0,
+            boundary_band=2 if name == "ms" else None,
         ),
         keep="all",
         second_look=False,

@@ -170,6 +170,14 @@ def growth_region(brain: Tensor, support: Tensor | None, margin: int | None) -> 
     return brain & dilate(support, margin)
 
 
+def drawn_by_intensity(grown: Tensor, lesion: Tensor, band: int | None) -> Tensor:
+    """The grown regions with the intensity model's boundary: the voxels of its lesion
+    estimate ``lesion`` within ``band`` voxels of ``grown`` (None: ``grown`` as it is)."""
+    if band is None:
+        return grown
+    return lesion & dilate(grown, band)
+
+
 def segment_volume(
     classifier: nn.Module,
     embedding: nn.Module,
@@ -329,9 +337,11 @@ def _segment(
     weights = evidence[at[:, 0], at[:, 1], at[:, 2]].cpu().numpy()  # a few thousand values
     seeds = torch.as_tensor(spread_seeds(lesion, weights, config.regions.seeds), device=x.device)
     grow = growth_region(b, support, config.regions.bound_margin)
-    target = (m.posterior >= 0.5) & b
+    estimate = (m.posterior >= 0.5) & b
+    target = estimate
     if config.regions.target == "support" and support is not None:
         target = support
     regions = segment_regions(emb, seeds, evidence, grow, config.regions, target)
-    mask = postprocess(regions.mask, b, config, m.acam)
+    mask = drawn_by_intensity(regions.mask, estimate, config.regions.boundary_band)
+    mask = postprocess(mask, b, config, m.acam)
     return MethodResult(mask, m, confident, regions), supported

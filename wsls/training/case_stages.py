@@ -150,7 +150,8 @@ def self_training_stage(cases, classifier, embedding, maps: CaseStore, config) -
 def self_training_voxels(classifier, embedding, case, maps, config, index) -> ConfidentVoxels:
     """Confident voxels from the method's own segmentation: lesion well inside it (and
     intensity-consistent), normal outside a margin around it. That segmentation does not cut
-    the supported estimate at thin bridges (``RegionConfig.bridge_radius``), look twice
+    the supported estimate at thin bridges (``RegionConfig.bridge_radius``), let the intensity
+    model draw the regions' boundary (``RegionConfig.boundary_band``), look twice
     (``second_look``) nor segment a faint lesion again (``EMConfig.faint_lesion_components``):
     they are the final segmentation's, so the networks stay those trained before they
     existed."""
@@ -160,7 +161,7 @@ def self_training_voxels(classifier, embedding, case, maps, config, index) -> Co
     em = replace(config.em, faint_lesion_components=None)
     uncut = replace(
         config,
-        regions=replace(config.regions, bridge_radius=0),
+        regions=replace(config.regions, bridge_radius=0, boundary_band=None),
         second_look=False,
         em=em,
     )

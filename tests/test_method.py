@@ -315,6 +315,34 @@ def test_the_intensity_model_draws_the_boundary_of_the_grown_regions():
     assert np.array_equal(drawn_by_intensity(torch.from_numpy(grown), estimate, None), grown)
 
 
+def test_the_method_segments_with_the_intensity_models_boundary_where_asked(scene):
+    """Regions grown on an embedding that sees FLAIR blurred (as the appearance model's
+    smoothed scales) spill past the lesion; with ``boundary_band`` the mask keeps to the
+    intensity model's estimate and draws the lesion."""
+    from dataclasses import replace
+
+    from torch import nn
+
+    class Blurred(nn.Module):
+        def forward(self, x):
+            blur = nn.functional.avg_pool3d(x[:, :1], 5, stride=1, padding=2)
+            return torch.cat([blur, torch.ones_like(blur)], 1)
+
+    image, brain, lesion, weak = (torch.from_numpy(a) for a in scene)
+    posterior = torch.from_numpy(em(*scene[:2], scene[3]))
+    estimate = posterior.numpy() >= 0.5
+    maps = VolumeMaps(weak, weak, 0.99, posterior)
+    masks = {}
+    for band in (None, 2):
+        config = WSLSConfig()
+        config = replace(config, regions=replace(config.regions, boundary_band=band))
+        masks[band] = segment_on_device(Blurred(), image, brain, maps, config).mask.numpy()
+    lesion = lesion.numpy()
+    assert (masks[None] & ~estimate).sum() > 10
+    assert not (masks[2] & ~estimate).any()
+    assert dice(masks[2], lesion) > max(dice(masks[None], lesion), 0.98)
+
+
 def test_quality_flags_unreliable_segmentations(scene):
     image, brain, lesion, _ = scene
     image, brain, lesion = (torch.from_numpy(a) for a in (image, brain, lesion))

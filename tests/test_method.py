@@ -511,6 +511,7 @@ def test_only_the_ms_preset_lets_the_intensity_model_draw_the_boundary_at_segmen
     assert preset_config("ms").regions.boundary_band == 2
     assert preset_config("tumour").regions.boundary_band is None
     assert preset_config("stroke").regions.boundary_band is None
+    assert paper_variant(preset_config("ms")).regions.boundary_band is None
     for name in ("tumour", "ms"):
         saved = preset_config(name).to_dict()
         del saved["regions"]["boundary_band"]  # saved before it existed: the preset's

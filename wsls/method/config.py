@@ -520,17 +520,23 @@ def paper_variant(config: WSLSConfig) -> WSLSConfig:
     lesion, <= 0.01 normal), candidates scored by mean ACAM, regions grown globally
     ({q : A(p, q) >= lambda}, no connectivity, anywhere in the brain), the context U-Net as
     representation model, one classifier with the batch-norm statistics training left it and
-    windows that see the whole brain, no self-training, no second look, no hole filling, every
-    component kept. The paper gives no rule for lambda: the variant keeps
-    ``config.regions.threshold`` (None: wsls's per-volume choice, by agreement with the
-    intensity posterior, read at the fit's prior ceiling, without a bias field removed and with
-    one lesion Gaussian, as it was before ``EMConfig.decision_ceiling``, ``EMConfig.bias_order``
-    and ``EMConfig.faint_lesion_components``)."""
+    windows that see the whole brain, the regions' own boundary, no self-training, no second
+    look, no hole filling, every component kept. The paper gives no rule for lambda: the
+    variant keeps ``config.regions.threshold`` (None: wsls's per-volume choice, by agreement
+    with the intensity posterior, read at the fit's prior ceiling, without a bias field removed
+    and with one lesion Gaussian, as it was before ``EMConfig.decision_ceiling``,
+    ``EMConfig.bias_order`` and ``EMConfig.faint_lesion_components``)."""
     return replace(
         config,
         confident=ConfidentConfig.paper(config.confident.budget),
         em=replace(config.em, decision_ceiling=None, bias_order=0, faint_lesion_components=None),
-        regions=replace(config.regions, connectivity=0, bound_margin=None, target="posterior"),
+        regions=replace(
+            config.regions,
+            connectivity=0,
+            bound_margin=None,
+            target="posterior",
+            boundary_band=None,
+        ),
         embedding=replace(config.embedding, kind="unet"),
         classifier_members=1,
         classifier_batch_norm=0,

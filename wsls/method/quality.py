@@ -51,6 +51,12 @@ def contrast(channel: Tensor, mask: Tensor, brain: Tensor, shell: int) -> float:
     return float(channel[mask].double().mean() - channel[around].double().mean()) / sd
 
 
+def low_contrast(value: float, config: QualityConfig) -> bool:
+    """Whether a mask whose :func:`contrast` is ``value`` barely stands out of the tissue
+    around it (the verdict's flag; NaN, no shell to compare with, is not)."""
+    return value < config.min_contrast
+
+
 def assess(
     mask: Tensor,
     brain: Tensor,
@@ -103,7 +109,7 @@ def assess(
             f"the mask covers only {100 * measures['brain_fraction']:.2f} % of the brain, less "
             f"than a lesion of this kind ({100 * config.min_brain_fraction:.2g} %)"
         )
-    if n_mask and measures["contrast"] < config.min_contrast:
+    if n_mask and low_contrast(measures["contrast"], config):
         flags.append(
             f"the lesion barely differs from the tissue around it (contrast "
             f"{measures['contrast']:.2f} sd)"

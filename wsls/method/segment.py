@@ -24,7 +24,7 @@ from wsls.method.erasure import erased_probability, erased_view, evidence_region
 from wsls.method.intensity import BrainVoxels, intensity_posterior
 from wsls.method.maps import inference_autocast, member_views
 from wsls.method.postprocess import postprocess
-from wsls.method.quality import Quality, assess, contrast
+from wsls.method.quality import Quality, assess, contrast, low_contrast
 from wsls.method.regions import Regions, segment_regions
 from wsls.method.seeds import spread_seeds
 from wsls.method.windows import WindowMemo
@@ -42,8 +42,10 @@ class VolumeMaps:
     windows: per classifier member, the windows its maps came from, which views of the same
     volume (the erase test's) reuse where they are unchanged (``wsls.method.windows``);
     voxels: the brain's voxels as the intensity model gathered them, which its second fit on
-    the volume (the second look's) reuses. Tensors on the method's device while it runs, numpy
-    on the host after (``to_host``, which leaves the windows and voxels behind)."""
+    the volume (the second look's) reuses; views: every member's (cam, acam, probability), which
+    a refit of the intensity model (a faint lesion's) reuses. Tensors on the method's device
+    while it runs, numpy on the host after (``to_host``, which leaves the windows, voxels and
+    views behind)."""
 
     acam: Any
     cam: Any
@@ -52,6 +54,7 @@ class VolumeMaps:
     agreement: float | None = None
     windows: list[WindowMemo] | None = None
     voxels: BrainVoxels | None = None
+    views: list[tuple[Tensor, Tensor, float]] | None = None
 
     def to_host(self) -> VolumeMaps:
         host = (_host(self.acam), _host(self.cam), self.probability, _host(self.posterior))
@@ -113,7 +116,7 @@ def device_maps(
     views = member_views(classifier, image, brain, config, memos)
     voxels = BrainVoxels(image, brain)
     maps = maps_of_views(views, image, brain, config, voxels)
-    return replace(maps, windows=memos, voxels=voxels)
+    return replace(maps, windows=memos, voxels=voxels, views=views)
 
 
 def maps_of_views(
@@ -243,9 +246,11 @@ def segment_on_device(
         config = replace(
             config, em=replace(config.em, lesion_components=faint, faint_lesion_components=None)
         )
-        views = member_views(classifier, x, b, config, m.windows)
+        views = m.views
+        if views is None:  # maps brought from the host
+            views = member_views(classifier, x, b, config, m.windows)
         refit = maps_of_views(views, x, b, config, m.voxels)
-        m = replace(refit, windows=m.windows, voxels=m.voxels)
+        m = replace(refit, windows=m.windows, voxels=m.voxels, views=views)
         result, supported = _segment(emb, x, b, m, config)
     erased = evidence = None
     if classifier is not None and config.second_look:
@@ -267,7 +272,7 @@ def _barely_stands_out(mask: Tensor, x: Tensor, b: Tensor, config: WSLSConfig) -
     """Whether the verdict would flag ``mask`` for its contrast with the tissue around it."""
     if not bool(mask.any()):
         return False
-    return contrast(x[0], mask, b, config.quality.shell) < config.quality.min_contrast
+    return low_contrast(contrast(x[0], mask, b, config.quality.shell), config.quality)
 
 
 def _erase_test(
